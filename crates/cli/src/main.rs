@@ -1,0 +1,315 @@
+//! `wecare-rt`: run the WeCare Realtime server, mint dev tokens, benchmark.
+//!
+//! `main` → `run` → exit code: flags and the contract's environment
+//! variables are parsed by clap, turned into a validated `ServerConfig` in
+//! one function ([`serve_config`]), and only then is anything started.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+use wecare_server::{DEFAULT_DEV_ORIGINS, DEFAULT_WATCHER_ROLES, ServerConfig, split_list};
+
+/// File in the data folder holding the generated development secret.
+const DEV_SECRET_FILE: &str = "dev-jwt-secret";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "wecare-rt",
+    version,
+    about = "WeCare Realtime: durable live vehicle locations over Socket.io and REST"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the server (Socket.io `/locations` + REST on one port).
+    Serve(ServeArgs),
+    /// Mint a development access token signed with the configured secret.
+    Token(TokenArgs),
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// TCP port of the HTTP listener.
+    #[arg(long, env = "PORT", default_value_t = 3000)]
+    port: u16,
+    /// Bind address.
+    #[arg(long, env = "HOST", default_value = "0.0.0.0")]
+    host: String,
+    /// Folder of the embedded store (created if missing).
+    #[arg(long, env = "DATA_DIR", default_value = "./data")]
+    data_dir: PathBuf,
+    /// HS256 key of access tokens. Required in production; elsewhere a
+    /// random one is generated and kept in DATA_DIR/dev-jwt-secret.
+    #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
+    jwt_secret: Option<String>,
+    /// Comma-separated allowed origins (CORS and websocket upgrades).
+    /// Required in production; default elsewhere: the local dev servers.
+    #[arg(long, env = "ALLOWED_ORIGINS")]
+    allowed_origins: Option<String>,
+    /// `production` turns on the production checks.
+    #[arg(long, env = "APP_ENV")]
+    app_env: Option<String>,
+    /// `production` turns on the production checks (as the deployment sets it).
+    #[arg(long, env = "NODE_ENV")]
+    node_env: Option<String>,
+    /// Comma-separated roles that receive the stream.
+    #[arg(long, env = "WATCHER_ROLES", default_value = DEFAULT_WATCHER_ROLES)]
+    watcher_roles: String,
+    /// Seconds of grace on token `exp` and `nbf`.
+    #[arg(long, env = "JWT_LEEWAY_SECONDS", default_value_t = 0)]
+    jwt_leeway_seconds: u64,
+    /// Engine.IO ping interval, ms.
+    #[arg(long, env = "PING_INTERVAL_MS", default_value_t = 25_000)]
+    ping_interval_ms: u64,
+    /// Engine.IO ping timeout, ms.
+    #[arg(long, env = "PING_TIMEOUT_MS", default_value_t = 20_000)]
+    ping_timeout_ms: u64,
+    /// Sustained fixes per second per driver (bursts allow a 1000-fix batch).
+    #[arg(long, env = "RATE_LIMIT_PER_SEC", default_value_t = 20)]
+    rate_limit_per_sec: u32,
+    /// How long a driver's last socket must be gone before it is offline, ms.
+    #[arg(long, env = "PRESENCE_GRACE_MS", default_value_t = 15_000)]
+    presence_grace_ms: u64,
+    /// How long before `exp` a socket is sent `auth:expiring`, ms.
+    #[arg(long, env = "AUTH_EXPIRY_WARNING_MS", default_value_t = 60_000)]
+    auth_expiry_warning_ms: u64,
+    /// Hours of events kept in the stream (fractions allowed, e.g. 0.001).
+    #[arg(long, env = "RETENTION_HOURS", default_value_t = 24.0)]
+    retention_hours: f64,
+    /// Service secret of POST /api/realtime/notify (route off when unset).
+    #[arg(long, env = "NOTIFY_SECRET", hide_env_values = true)]
+    notify_secret: Option<String>,
+}
+
+#[derive(Debug, Args)]
+struct TokenArgs {
+    /// Role claim: driver, officer, admin, ...
+    #[arg(long, default_value = "officer")]
+    role: String,
+    /// Subject (`id` claim).
+    #[arg(long, default_value = "dev-user")]
+    user_id: String,
+    /// `driver_id` claim (drivers; defaults to the user id).
+    #[arg(long)]
+    driver_id: Option<String>,
+    /// `email` claim.
+    #[arg(long)]
+    email: Option<String>,
+    /// Lifetime in seconds.
+    #[arg(long, default_value_t = 8 * 3600)]
+    ttl: u64,
+    /// Signing secret; defaults to the dev secret the server generated in DATA_DIR.
+    #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
+    jwt_secret: Option<String>,
+    /// Data folder holding the generated dev secret.
+    #[arg(long, env = "DATA_DIR", default_value = "./data")]
+    data_dir: PathBuf,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("wecare-rt: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve(args) => serve(args),
+        Command::Token(args) => {
+            println!("{}", token(&args)?);
+            Ok(())
+        }
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("wecare=info,tower_http=warn"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+fn non_empty(v: Option<String>) -> Option<String> {
+    v.filter(|s| !s.trim().is_empty())
+}
+
+/// Flags → validated config, with the production rules (contract §1).
+fn serve_config(args: &ServeArgs) -> anyhow::Result<ServerConfig> {
+    let production = [&args.app_env, &args.node_env]
+        .iter()
+        .any(|v| v.as_deref().is_some_and(|v| v.eq_ignore_ascii_case("production")));
+    let secret = non_empty(args.jwt_secret.clone());
+    let origins = non_empty(args.allowed_origins.clone());
+    if production && secret.is_none() {
+        bail!("JWT_SECRET is required in production (APP_ENV/NODE_ENV=production)");
+    }
+    if production && origins.is_none() {
+        bail!("ALLOWED_ORIGINS is required in production (APP_ENV/NODE_ENV=production)");
+    }
+    let jwt_secret = match secret {
+        Some(s) => s.into_bytes(),
+        None => dev_secret(&args.data_dir)?.into_bytes(),
+    };
+    if !(args.retention_hours.is_finite() && args.retention_hours > 0.0) {
+        bail!("RETENTION_HOURS must be a positive number of hours");
+    }
+    let watcher_roles: Vec<String> = split_list(&args.watcher_roles).iter().map(|r| r.to_ascii_lowercase()).collect();
+    Ok(ServerConfig {
+        data_dir: args.data_dir.clone(),
+        jwt_secret,
+        allowed_origins: split_list(origins.as_deref().unwrap_or(DEFAULT_DEV_ORIGINS)),
+        watcher_roles,
+        jwt_leeway_secs: args.jwt_leeway_seconds,
+        ping_interval: Duration::from_millis(args.ping_interval_ms.max(1)),
+        ping_timeout: Duration::from_millis(args.ping_timeout_ms.max(1)),
+        rate_limit_per_sec: args.rate_limit_per_sec.max(1),
+        presence_grace: Duration::from_millis(args.presence_grace_ms),
+        auth_expiry_warning: Duration::from_millis(args.auth_expiry_warning_ms),
+        retention: Duration::from_secs_f64(args.retention_hours * 3600.0),
+        notify_secret: non_empty(args.notify_secret.clone()),
+    })
+}
+
+/// The development secret: generated once, kept in the data folder so that
+/// `wecare-rt token` signs tokens this server accepts.
+fn dev_secret(data_dir: &Path) -> anyhow::Result<String> {
+    let path = data_dir.join(DEV_SECRET_FILE);
+    if let Ok(s) = std::fs::read_to_string(&path)
+        && !s.trim().is_empty()
+    {
+        tracing::warn!(path = %path.display(), "JWT_SECRET is not set: using the development secret in the data folder (never do this in production)");
+        return Ok(s.trim().to_string());
+    }
+    std::fs::create_dir_all(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
+    let mut bytes = [0u8; 32];
+    getrandom_bytes(&mut bytes)?;
+    let secret: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    std::fs::write(&path, &secret).with_context(|| format!("writing {}", path.display()))?;
+    tracing::warn!(path = %path.display(), "JWT_SECRET is not set: generated a random development secret (never do this in production)");
+    Ok(secret)
+}
+
+fn getrandom_bytes(buf: &mut [u8]) -> anyhow::Result<()> {
+    use std::io::Read;
+    std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(buf)).context("reading /dev/urandom")
+}
+
+fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    init_tracing();
+    let config = serve_config(&args)?;
+    let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
+    runtime.block_on(async {
+        let addr = format!("{}:{}", args.host, args.port);
+        let listener = tokio::net::TcpListener::bind(&addr).await.with_context(|| format!("binding {addr}"))?;
+        let shutdown = CancellationToken::new();
+        tokio::spawn(stop_on_signal(shutdown.clone()));
+        wecare_server::serve(listener, config, shutdown).await.context("server failed")
+    })
+}
+
+async fn stop_on_signal(shutdown: CancellationToken) {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    tracing::info!("shutdown requested");
+    shutdown.cancel();
+}
+
+fn token(args: &TokenArgs) -> anyhow::Result<String> {
+    let secret = match non_empty(args.jwt_secret.clone()) {
+        Some(s) => s,
+        None => std::fs::read_to_string(args.data_dir.join(DEV_SECRET_FILE))
+            .map(|s| s.trim().to_string())
+            .with_context(|| {
+                format!("no JWT_SECRET and no dev secret in {} (start the server once first)", args.data_dir.display())
+            })?,
+    };
+    let now =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).context("clock before 1970")?.as_secs();
+    let mut claims = serde_json::json!({
+        "id": args.user_id,
+        "role": args.role,
+        "iat": now,
+        "exp": now + args.ttl,
+    });
+    if let Some(email) = &args.email {
+        claims["email"] = email.clone().into();
+    }
+    if args.role.eq_ignore_ascii_case("driver") {
+        claims["driver_id"] = args.driver_id.clone().unwrap_or_else(|| args.user_id.clone()).into();
+    }
+    Ok(wecare_server::dev_token(&secret, &claims))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(extra: &[&str]) -> ServeArgs {
+        let mut argv = vec!["wecare-rt", "serve"];
+        argv.extend_from_slice(extra);
+        match Cli::try_parse_from(argv).expect("parses").command {
+            Command::Serve(a) => a,
+            Command::Token(_) => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn production_requires_secret_and_origins() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().to_str().unwrap();
+        let e = serve_config(&args(&["--app-env", "production", "--allowed-origins", "https://x", "--data-dir", d]))
+            .unwrap_err();
+        assert!(e.to_string().contains("JWT_SECRET"));
+        let e = serve_config(&args(&["--node-env", "production", "--jwt-secret", "s", "--data-dir", d])).unwrap_err();
+        assert!(e.to_string().contains("ALLOWED_ORIGINS"));
+        assert!(
+            serve_config(&args(&["--node-env", "production", "--jwt-secret", "s", "--allowed-origins", "https://x"]))
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn dev_secret_is_generated_once_and_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().to_str().unwrap();
+        let a = serve_config(&args(&["--data-dir", d])).unwrap();
+        let b = serve_config(&args(&["--data-dir", d])).unwrap();
+        assert_eq!(a.jwt_secret, b.jwt_secret);
+        assert_eq!(a.jwt_secret.len(), 64);
+    }
+
+    #[test]
+    fn fractional_retention_hours() {
+        let c = serve_config(&args(&["--jwt-secret", "s", "--retention-hours", "0.001"])).unwrap();
+        assert_eq!(c.retention, Duration::from_millis(3600));
+        assert!(serve_config(&args(&["--jwt-secret", "s", "--retention-hours", "0"])).is_err());
+    }
+}

@@ -1,0 +1,20 @@
+//! [`AppState`]: what every handler shares, built once by `serve`.
+
+use std::sync::Arc;
+
+use crate::config::ServerConfig;
+use crate::domain::auth::TokenVerifier;
+use crate::ingest::Ingest;
+use crate::metrics::Metrics;
+use crate::stream::StreamDeps;
+
+#[derive(Debug)]
+pub(crate) struct AppState {
+    pub(crate) config: ServerConfig,
+    pub(crate) verifier: TokenVerifier,
+    pub(crate) ingest: Ingest,
+    pub(crate) stream: Arc<StreamDeps>,
+    pub(crate) metrics: Arc<Metrics>,
+}
+
+pub(crate) type SharedState = Arc<AppState>;

@@ -1,0 +1,96 @@
+//! [`ServerConfig`]: every setting of the server, validated once by the
+//! binary (from flags and the contract's environment variables) and passed
+//! in as a value; the library never reads the environment itself.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Settings of one server instance. `Default` is the contract's defaults
+/// with an empty secret (callers must set one).
+#[derive(Clone)]
+pub struct ServerConfig {
+    /// Folder of the embedded store. Defaults to `./data`.
+    pub data_dir: PathBuf,
+    /// HS256 key of access tokens.
+    pub jwt_secret: Vec<u8>,
+    /// Origins allowed by CORS and for websocket upgrades.
+    pub allowed_origins: Vec<String>,
+    /// Roles that receive the stream (lower case). Defaults to
+    /// `officer, admin, radio_center, executive, developer`.
+    pub watcher_roles: Vec<String>,
+    /// Seconds of grace on `exp`/`nbf`. Defaults to 0.
+    pub jwt_leeway_secs: u64,
+    /// Engine.IO ping interval. Defaults to 25 s.
+    pub ping_interval: Duration,
+    /// Engine.IO ping timeout. Defaults to 20 s.
+    pub ping_timeout: Duration,
+    /// Sustained fixes per second per driver. Defaults to 20.
+    pub rate_limit_per_sec: u32,
+    /// How long a driver's last socket must be gone before it is offline.
+    /// Defaults to 15 s.
+    pub presence_grace: Duration,
+    /// How long before `exp` a socket is sent `auth:expiring`. Defaults to 60 s.
+    pub auth_expiry_warning: Duration,
+    /// How long events are kept in the stream. Defaults to 24 h.
+    pub retention: Duration,
+    /// Service secret of `POST /api/realtime/notify`; the route is off when `None`.
+    pub notify_secret: Option<String>,
+}
+
+/// The default watcher roles of the contract.
+pub const DEFAULT_WATCHER_ROLES: &str = "officer,admin,radio_center,executive,developer";
+/// The default allowed origins outside production.
+pub const DEFAULT_DEV_ORIGINS: &str = "http://localhost:5173,http://localhost:5174,http://localhost:3000";
+
+/// Splits a comma-separated list, trimming items and dropping empty ones.
+pub fn split_list(s: &str) -> Vec<String> {
+    s.split(',').map(str::trim).filter(|x| !x.is_empty()).map(str::to_string).collect()
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("./data"),
+            jwt_secret: Vec::new(),
+            allowed_origins: split_list(DEFAULT_DEV_ORIGINS),
+            watcher_roles: split_list(DEFAULT_WATCHER_ROLES),
+            jwt_leeway_secs: 0,
+            ping_interval: Duration::from_millis(25_000),
+            ping_timeout: Duration::from_millis(20_000),
+            rate_limit_per_sec: 20,
+            presence_grace: Duration::from_millis(15_000),
+            auth_expiry_warning: Duration::from_millis(60_000),
+            retention: Duration::from_secs(24 * 3600),
+            notify_secret: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for ServerConfig {
+    // Secrets stay out of logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerConfig")
+            .field("data_dir", &self.data_dir)
+            .field("allowed_origins", &self.allowed_origins)
+            .field("watcher_roles", &self.watcher_roles)
+            .field("jwt_leeway_secs", &self.jwt_leeway_secs)
+            .field("ping_interval", &self.ping_interval)
+            .field("ping_timeout", &self.ping_timeout)
+            .field("rate_limit_per_sec", &self.rate_limit_per_sec)
+            .field("presence_grace", &self.presence_grace)
+            .field("auth_expiry_warning", &self.auth_expiry_warning)
+            .field("retention", &self.retention)
+            .field("notify", &self.notify_secret.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lists_are_trimmed() {
+        assert_eq!(split_list(" a, b ,,c "), vec!["a", "b", "c"]);
+    }
+}

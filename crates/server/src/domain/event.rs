@@ -1,0 +1,242 @@
+//! The events of the one ordered stream: what the sequencer takes in
+//! ([`NewEvent`]) and what it hands out ([`StreamEvent`], encoded once).
+
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde_json::value::RawValue;
+use wecare_proto::{DriverId, DriverStatus, MessageId, Seq, event};
+
+use crate::clock::{Millis, iso};
+use crate::domain::validate::{Fix, StatusChange};
+
+/// The kind of a stream event; the number is what storage keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum EventKind {
+    Location = 1,
+    Status = 2,
+    Presence = 3,
+}
+
+impl EventKind {
+    /// The Socket.io event name watchers receive it under.
+    pub(crate) const fn name(self) -> &'static str {
+        match self {
+            Self::Location => event::LOCATION_UPDATED,
+            Self::Status => event::DRIVER_STATUS_UPDATED,
+            Self::Presence => event::DRIVER_PRESENCE,
+        }
+    }
+
+    pub(crate) fn from_code(code: i64) -> Option<Self> {
+        match code {
+            1 => Some(Self::Location),
+            2 => Some(Self::Status),
+            3 => Some(Self::Presence),
+            _ => None,
+        }
+    }
+}
+
+/// What happened, before it has a place in the stream.
+#[derive(Debug, Clone)]
+pub(crate) enum Body {
+    Location(Fix),
+    Status(DriverStatus),
+    Presence { online: bool },
+}
+
+/// An accepted event on its way to the sequencer.
+#[derive(Debug, Clone)]
+pub(crate) struct NewEvent {
+    pub(crate) driver: DriverId,
+    pub(crate) email: Option<String>,
+    /// The client's id, or one the server made up (then `dedup` is false).
+    pub(crate) id: MessageId,
+    pub(crate) dedup: bool,
+    pub(crate) received: Millis,
+    pub(crate) body: Body,
+}
+
+impl NewEvent {
+    pub(crate) fn location(driver: DriverId, email: Option<String>, fix: Fix, received: Millis) -> Self {
+        let (id, dedup) = client_or_server_id(fix.id.clone());
+        Self { driver, email, id, dedup, received, body: Body::Location(fix) }
+    }
+
+    pub(crate) fn status(driver: DriverId, email: Option<String>, change: StatusChange, received: Millis) -> Self {
+        let (id, dedup) = client_or_server_id(change.id);
+        Self { driver, email, id, dedup, received, body: Body::Status(change.status) }
+    }
+
+    pub(crate) fn presence(driver: DriverId, online: bool, received: Millis) -> Self {
+        let (id, dedup) = client_or_server_id(None);
+        Self { driver, email: None, id, dedup, received, body: Body::Presence { online } }
+    }
+
+    pub(crate) fn kind(&self) -> EventKind {
+        match self.body {
+            Body::Location(_) => EventKind::Location,
+            Body::Status(_) => EventKind::Status,
+            Body::Presence { .. } => EventKind::Presence,
+        }
+    }
+}
+
+/// Old clients send no id: the server makes one up and cannot deduplicate.
+fn client_or_server_id(id: Option<MessageId>) -> (MessageId, bool) {
+    match id {
+        Some(id) => (id, true),
+        None => {
+            let mut bytes = [0u8; 12];
+            getrandom::fill(&mut bytes).expect("the OS random source is available");
+            let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+            (MessageId::parse(format!("srv-{hex}")).expect("28 characters is a valid id"), false)
+        }
+    }
+}
+
+/// A committed event with its `seq`, its watcher payload encoded once.
+#[derive(Debug)]
+pub(crate) struct StreamEvent {
+    pub(crate) seq: Seq,
+    pub(crate) kind: EventKind,
+    /// The device time for fixes (the track is ordered by it), else the receive time.
+    pub(crate) recorded_at: Millis,
+    /// The payload watchers receive, `seq` included.
+    pub(crate) json: Box<RawValue>,
+}
+
+impl StreamEvent {
+    pub(crate) fn from_json(seq: Seq, kind: EventKind, recorded_at: Millis, json: String) -> Self {
+        let json = RawValue::from_string(json).unwrap_or_else(|_| empty_object());
+        Self { seq, kind, recorded_at, json }
+    }
+
+    /// `{"type": <event name>, ...payload}` as `events:sync` lists it.
+    pub(crate) fn typed_json(&self) -> String {
+        let body = self.json.get();
+        let rest = body.strip_prefix('{').unwrap_or("}");
+        let sep = if rest.trim_start().starts_with('}') { "" } else { "," };
+        format!("{{\"type\":\"{}\"{sep}{rest}", self.kind.name())
+    }
+}
+
+fn empty_object() -> Box<RawValue> {
+    RawValue::from_string("{}".to_string()).expect("{} is JSON")
+}
+
+pub(crate) type SharedEvent = Arc<StreamEvent>;
+
+/// Derived facts the fleet state adds to an event when it gets its `seq`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Derived {
+    pub(crate) outdated: bool,
+    pub(crate) current_status: DriverStatus,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct LocationUpdated<'a> {
+    seq: Seq,
+    id: &'a str,
+    driver_id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    driver_email: Option<&'a str>,
+    lat: f64,
+    lng: f64,
+    recorded_at: String,
+    timestamp: String,
+    status: DriverStatus,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    accuracy: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    heading: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    speed: Option<f64>,
+    outdated: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    adjusted: bool,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct StatusUpdated<'a> {
+    seq: Seq,
+    driver_id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    driver_email: Option<&'a str>,
+    status: DriverStatus,
+    timestamp: String,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Presence<'a> {
+    seq: Seq,
+    driver_id: &'a str,
+    online: bool,
+    timestamp: String,
+}
+
+/// Encodes the watcher payload of `ev` at `seq`: the one serialization each
+/// event gets; every watcher and every replay reuses these bytes.
+pub(crate) fn encode(ev: &NewEvent, seq: Seq, derived: Derived) -> StreamEvent {
+    let driver_id = ev.driver.as_str();
+    let timestamp = iso(ev.received);
+    let (json, recorded_at) = match &ev.body {
+        Body::Location(fix) => (
+            serde_json::to_string(&LocationUpdated {
+                seq,
+                id: ev.id.as_str(),
+                driver_id,
+                driver_email: ev.email.as_deref(),
+                lat: fix.lat,
+                lng: fix.lng,
+                recorded_at: iso(fix.recorded_at),
+                timestamp,
+                status: derived.current_status,
+                accuracy: fix.accuracy,
+                heading: fix.heading,
+                speed: fix.speed,
+                outdated: derived.outdated,
+                adjusted: fix.adjusted,
+            }),
+            fix.recorded_at,
+        ),
+        Body::Status(status) => (
+            serde_json::to_string(&StatusUpdated {
+                seq,
+                driver_id,
+                driver_email: ev.email.as_deref(),
+                status: *status,
+                timestamp,
+            }),
+            ev.received,
+        ),
+        Body::Presence { online } => {
+            (serde_json::to_string(&Presence { seq, driver_id, online: *online, timestamp }), ev.received)
+        }
+    };
+    let json = json.expect("event structs always serialize");
+    StreamEvent::from_json(seq, ev.kind(), recorded_at, json)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn typed_json_prefixes_the_event_name() {
+        let ev = StreamEvent::from_json(Seq(3), EventKind::Presence, 0, r#"{"seq":3}"#.into());
+        assert_eq!(ev.typed_json(), r#"{"type":"driver:presence","seq":3}"#);
+    }
+
+    #[test]
+    fn server_ids_are_unique_and_not_deduplicated() {
+        let (a, da) = client_or_server_id(None);
+        let (b, _) = client_or_server_id(None);
+        assert_ne!(a, b);
+        assert!(!da);
+    }
+}

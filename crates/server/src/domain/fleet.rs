@@ -1,0 +1,143 @@
+//! The latest state of every driver, and the rule that decides whether a fix
+//! moves the marker or only fills the trail (`outdated`).
+
+use std::collections::HashMap;
+
+use wecare_proto::{DriverId, DriverStatus, Seq};
+
+use crate::clock::Millis;
+use crate::domain::event::{Body, Derived, NewEvent, StreamEvent, encode};
+
+/// The newest position of a driver.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Position {
+    pub(crate) lat: f64,
+    pub(crate) lng: f64,
+    pub(crate) recorded_at: Millis,
+    /// `min(recordedAt, received)`: what "newer" is judged on, so a fix stamped
+    /// in the future can never freeze the marker.
+    pub(crate) effective_at: Millis,
+}
+
+/// Everything the snapshot says about one driver.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct DriverState {
+    pub(crate) position: Option<Position>,
+    pub(crate) status: DriverStatus,
+    pub(crate) email: Option<String>,
+    /// Server time of the last fix or status received from the driver.
+    pub(crate) last_seen: Millis,
+}
+
+/// Latest state per driver. Storage keeps one in step with its commits.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Fleet {
+    drivers: HashMap<DriverId, DriverState>,
+}
+
+impl Fleet {
+    pub(crate) fn insert(&mut self, driver: DriverId, state: DriverState) {
+        self.drivers.insert(driver, state);
+    }
+
+    pub(crate) fn get(&self, driver: &DriverId) -> Option<&DriverState> {
+        self.drivers.get(driver)
+    }
+
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&DriverId, &DriverState)> {
+        self.drivers.iter()
+    }
+
+    /// Applies a new event at `seq` and returns it encoded for watchers.
+    pub(crate) fn apply(&mut self, ev: &NewEvent, seq: Seq) -> StreamEvent {
+        let state = self.drivers.entry(ev.driver.clone()).or_insert_with(|| DriverState {
+            position: None,
+            status: DriverStatus::default(),
+            email: None,
+            last_seen: ev.received,
+        });
+        if ev.email.is_some() {
+            state.email.clone_from(&ev.email);
+        }
+        let mut outdated = false;
+        match &ev.body {
+            Body::Location(fix) => {
+                state.last_seen = state.last_seen.max(ev.received);
+                let effective_at = fix.recorded_at.min(ev.received);
+                outdated = state.position.is_some_and(|p| p.effective_at > effective_at);
+                if !outdated {
+                    state.position =
+                        Some(Position { lat: fix.lat, lng: fix.lng, recorded_at: fix.recorded_at, effective_at });
+                    // A late fix's status is history too: it must not undo a newer status.
+                    if let Some(status) = fix.status {
+                        state.status = status;
+                    }
+                }
+            }
+            Body::Status(status) => {
+                state.last_seen = state.last_seen.max(ev.received);
+                state.status = *status;
+            }
+            Body::Presence { .. } => {}
+        }
+        encode(ev, seq, Derived { outdated, current_status: state.status })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::validate::Fix;
+    use serde_json::Value;
+
+    fn fix_at(recorded_at: Millis, status: Option<DriverStatus>) -> Fix {
+        Fix {
+            id: None,
+            lat: 13.7,
+            lng: 100.5,
+            recorded_at,
+            adjusted: false,
+            status,
+            accuracy: None,
+            heading: None,
+            speed: None,
+        }
+    }
+
+    fn apply(fleet: &mut Fleet, recorded_at: Millis, received: Millis, status: Option<DriverStatus>) -> Value {
+        let ev = NewEvent::location(DriverId::new("d"), None, fix_at(recorded_at, status), received);
+        serde_json::from_str(fleet.apply(&ev, Seq(1)).json.get()).unwrap()
+    }
+
+    #[test]
+    fn late_fix_is_outdated_and_keeps_the_marker() {
+        let mut fleet = Fleet::default();
+        assert_eq!(apply(&mut fleet, 2_000, 2_000, None)["outdated"], false);
+        assert_eq!(apply(&mut fleet, 1_000, 3_000, Some(DriverStatus::Busy))["outdated"], true);
+        let state = fleet.get(&DriverId::new("d")).unwrap();
+        assert_eq!(state.position.unwrap().recorded_at, 2_000);
+        assert_eq!(state.status, DriverStatus::Available, "a late fix's status does not apply");
+    }
+
+    #[test]
+    fn future_stamp_cannot_freeze_the_marker() {
+        let mut fleet = Fleet::default();
+        // stamped an hour ahead, received at 1_000: judged at 1_000
+        apply(&mut fleet, 3_600_000, 1_000, None);
+        assert_eq!(apply(&mut fleet, 2_000, 2_000, None)["outdated"], false);
+    }
+
+    #[test]
+    fn status_defaults_to_available_and_follows_changes() {
+        let mut fleet = Fleet::default();
+        assert_eq!(apply(&mut fleet, 1, 1, None)["status"], "AVAILABLE");
+        let ev = NewEvent::status(
+            DriverId::new("d"),
+            None,
+            crate::domain::validate::StatusChange { id: None, status: DriverStatus::OnTrip },
+            5,
+        );
+        fleet.apply(&ev, Seq(2));
+        assert_eq!(apply(&mut fleet, 6, 6, None)["status"], "ON_TRIP");
+    }
+}

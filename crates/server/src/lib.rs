@@ -1,0 +1,180 @@
+//! WeCare Realtime server: live vehicle locations for dispatch, over the
+//! Socket.io v4 namespace `/locations` and a REST fallback on one port.
+//!
+//! # Architecture
+//! * [`domain`](crate) — tokens → principals (`domain::auth`), payload
+//!   validation (`domain::validate`), the latest-state rule that marks late
+//!   fixes `outdated` (`domain::fleet`), rate limits and presence.
+//! * `storage` — the [`EventLog`](crate) trait and its embedded SQLite
+//!   implementation: dedup by (driver, id), gap-free `seq`, durable commit.
+//! * `stream` — the single sequencer (group commit), the fan-out (encode
+//!   once, never a silent miss), and replay/snapshot for resuming watchers.
+//! * `ingest` — driver input on every path: role, validation, rate, sequencer.
+//! * `transport` — Socket.io handlers, REST routes, CORS/origin rules.
+//!
+//! # Design
+//! Every accepted event goes through one sequencer task that commits groups
+//! of events in one transaction and only then acks and publishes them, so
+//! "acked" means "durable" and commit order is delivery order. Watchers
+//! resume from their last `seq`: storage is read first, and the fan-out task
+//! alone moves a caught-up watcher to live delivery, so there is neither a
+//! gap nor a duplicate at the seam.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), wecare_server::ServeError> {
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await.expect("bind");
+//! let config = wecare_server::ServerConfig { jwt_secret: b"dev-secret".to_vec(), ..Default::default() };
+//! let shutdown = tokio_util::sync::CancellationToken::new();
+//! wecare_server::serve(listener, config, shutdown).await
+//! # }
+//! ```
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::Request;
+use socketioxide::SocketIo;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tower_http::trace::TraceLayer;
+
+mod app;
+mod clock;
+mod config;
+mod domain;
+mod ingest;
+mod metrics;
+mod storage;
+mod stream;
+mod transport;
+
+pub use config::{DEFAULT_DEV_ORIGINS, DEFAULT_WATCHER_ROLES, ServerConfig, split_list};
+pub use storage::StorageError;
+
+use app::AppState;
+use domain::auth::TokenVerifier;
+use storage::EventLog;
+use storage::sqlite::SqliteLog;
+use stream::StreamDeps;
+
+/// Why the server could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The store could not be opened.
+    #[error("opening the store: {0}")]
+    Storage(#[from] StorageError),
+    /// The listener failed.
+    #[error("serving: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Signs `claims` as an HS256 JWT with `secret` (dev tokens, tests, bench).
+pub fn dev_token(secret: &str, claims: &serde_json::Value) -> String {
+    TokenVerifier::new(secret.as_bytes(), 0, &[]).mint(claims)
+}
+
+/// Serves `/locations` and the REST API on `listener` until `shutdown` is
+/// cancelled; then closes every socket (clients reconnect elsewhere or
+/// later), commits what was accepted, and returns.
+///
+/// # Errors
+/// [`ServeError`] when the store cannot be opened or the listener fails.
+pub async fn serve(listener: TcpListener, config: ServerConfig, shutdown: CancellationToken) -> Result<(), ServeError> {
+    let log: Arc<dyn EventLog> = Arc::new(SqliteLog::open(&config.data_dir)?);
+    let tracker = TaskTracker::new();
+    let metrics = Arc::new(metrics::Metrics::default());
+    let (fanout_tx, fanout_rx) = mpsc::channel(1024);
+    let (head_tx, head_rx) = watch::channel(log.head());
+    let stream = Arc::new(StreamDeps {
+        log: Arc::clone(&log),
+        fanout: fanout_tx.clone(),
+        head: head_rx,
+        presence: Arc::default(),
+        metrics: Arc::clone(&metrics),
+        tracker: tracker.clone(),
+        shutdown: shutdown.clone(),
+    });
+    tracker.spawn(stream::fanout::run(Arc::clone(&stream), fanout_rx));
+    let sequencer = stream::sequencer::Sequencer::spawn(
+        Arc::clone(&log),
+        fanout_tx,
+        head_tx,
+        Arc::clone(&metrics),
+        &tracker,
+        shutdown.clone(),
+    );
+    tracker.spawn(retention(Arc::clone(&log), config.retention, shutdown.clone()));
+
+    let verifier = TokenVerifier::new(&config.jwt_secret, config.jwt_leeway_secs, &config.watcher_roles);
+    let origins = transport::origin::Origins::new(&config.allowed_origins);
+    let state = Arc::new(AppState {
+        ingest: ingest::Ingest::new(sequencer, config.rate_limit_per_sec, Arc::clone(&metrics)),
+        verifier,
+        stream,
+        metrics,
+        config: config.clone(),
+    });
+
+    let max = transport::http::MAX_BODY;
+    let (io_layer, io) = SocketIo::builder()
+        .ping_interval(config.ping_interval)
+        .ping_timeout(config.ping_timeout)
+        .max_payload(max as u64)
+        .ws_max_message_size(max)
+        .ws_max_frame_size(max)
+        .connect_timeout(Duration::from_secs(10))
+        .with_state(Arc::clone(&state))
+        .build_layer();
+    transport::socket::attach(&io);
+
+    let app = transport::http::routes(Arc::clone(&state))
+        .layer(io_layer)
+        .layer(axum::middleware::from_fn_with_state(origins.clone(), transport::origin::guard_ws_origin))
+        .layer(origins.cors())
+        // Path only: a `?token=` must never reach a log line.
+        .layer(TraceLayer::new_for_http().make_span_with(
+            |req: &Request<_>| tracing::debug_span!("http", method = %req.method(), path = %req.uri().path()),
+        ));
+
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, stream_id = %log.stream_id(), head = log.head().0, "listening");
+
+    // Websockets never end on their own: close every socket's transport once
+    // shutdown starts, so the graceful HTTP shutdown can finish.
+    let closer = {
+        let io = io.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            shutdown.cancelled().await;
+            io.close().await;
+        })
+    };
+    let served = axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned()).await;
+    shutdown.cancel();
+    let _ = closer.await;
+    tracker.close();
+    tracker.wait().await;
+    drop(state);
+    tracing::info!("stopped");
+    served.map_err(ServeError::from)
+}
+
+/// Prunes the stream to the retention period, often enough that a short
+/// retention (tests) is honoured within a fraction of it.
+async fn retention(log: Arc<dyn EventLog>, keep: Duration, shutdown: CancellationToken) {
+    let every = (keep / 4).clamp(Duration::from_millis(250), Duration::from_secs(60));
+    let keep_ms = i64::try_from(keep.as_millis()).unwrap_or(i64::MAX);
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(every) => {}
+            () = shutdown.cancelled() => return,
+        }
+        match log.prune(clock::now_ms().saturating_sub(keep_ms)).await {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(pruned = n, "retention"),
+            Err(e) => tracing::warn!(error = %e, "retention pass failed"),
+        }
+    }
+}

@@ -1,0 +1,167 @@
+//! Prometheus metrics, kept in atomics owned by the server instance (no
+//! global recorder, so several servers in one test process stay apart) and
+//! rendered in the text exposition format by `GET /metrics`.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+use wecare_proto::ErrorCode;
+
+/// Upper bounds of the latency buckets, in seconds.
+const BUCKETS: [f64; 12] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0];
+
+/// A latency histogram with fixed buckets.
+#[derive(Debug, Default)]
+pub(crate) struct Histogram {
+    counts: [AtomicU64; BUCKETS.len()],
+    count: AtomicU64,
+    sum_micros: AtomicU64,
+}
+
+impl Histogram {
+    pub(crate) fn observe(&self, d: Duration) {
+        let secs = d.as_secs_f64();
+        if let Some(i) = BUCKETS.iter().position(|b| secs <= *b) {
+            self.counts[i].fetch_add(1, Relaxed);
+        }
+        self.count.fetch_add(1, Relaxed);
+        self.sum_micros.fetch_add(d.as_micros() as u64, Relaxed);
+    }
+
+    fn render(&self, out: &mut String, name: &str, help: &str) {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        let mut cumulative = 0;
+        for (bound, c) in BUCKETS.iter().zip(&self.counts) {
+            cumulative += c.load(Relaxed);
+            let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
+        }
+        let count = self.count.load(Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
+        let _ = writeln!(out, "{name}_sum {}", self.sum_micros.load(Relaxed) as f64 / 1e6);
+        let _ = writeln!(out, "{name}_count {count}");
+    }
+}
+
+/// Every metric the server exports.
+#[derive(Debug, Default)]
+pub(crate) struct Metrics {
+    pub(crate) connections_drivers: AtomicI64,
+    pub(crate) connections_watchers: AtomicI64,
+    pub(crate) handshake_refusals: AtomicU64,
+    /// Events committed to the stream.
+    pub(crate) events_in: AtomicU64,
+    /// Event frames handed to watcher sockets (live and replay).
+    pub(crate) events_out: AtomicU64,
+    pub(crate) acks_ok: AtomicU64,
+    pub(crate) dedup_hits: AtomicU64,
+    pub(crate) rejections: [AtomicU64; 8],
+    /// Watchers moved off the live fan-out because their send buffer was full.
+    pub(crate) watchers_behind: AtomicU64,
+    pub(crate) commits: AtomicU64,
+    /// Receipt of an event to its ack being sent.
+    pub(crate) ack_latency: Histogram,
+    /// Commit of a batch to its frames being handed to every live watcher.
+    pub(crate) fanout_latency: Histogram,
+}
+
+fn code_index(code: ErrorCode) -> usize {
+    match code {
+        ErrorCode::AuthRequired => 0,
+        ErrorCode::InvalidToken => 1,
+        ErrorCode::TokenExpired => 2,
+        ErrorCode::Forbidden => 3,
+        ErrorCode::InvalidPayload => 4,
+        ErrorCode::InvalidCoordinates => 5,
+        ErrorCode::RateLimited => 6,
+        _ => 7,
+    }
+}
+
+const CODES: [ErrorCode; 8] = [
+    ErrorCode::AuthRequired,
+    ErrorCode::InvalidToken,
+    ErrorCode::TokenExpired,
+    ErrorCode::Forbidden,
+    ErrorCode::InvalidPayload,
+    ErrorCode::InvalidCoordinates,
+    ErrorCode::RateLimited,
+    ErrorCode::Unavailable,
+];
+
+impl Metrics {
+    pub(crate) fn rejected(&self, code: ErrorCode) {
+        self.rejections[code_index(code)].fetch_add(1, Relaxed);
+    }
+
+    /// The Prometheus text exposition.
+    pub(crate) fn render(&self) -> String {
+        let mut out = String::with_capacity(4096);
+        let counter = |out: &mut String, name: &str, help: &str, v: u64| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
+        };
+        let _ = writeln!(
+            out,
+            "# HELP wecare_connections Open /locations sockets by role kind.\n# TYPE wecare_connections gauge"
+        );
+        let _ = writeln!(out, "wecare_connections{{kind=\"driver\"}} {}", self.connections_drivers.load(Relaxed));
+        let _ = writeln!(out, "wecare_connections{{kind=\"watcher\"}} {}", self.connections_watchers.load(Relaxed));
+        counter(
+            &mut out,
+            "wecare_handshake_refusals_total",
+            "Handshakes refused.",
+            self.handshake_refusals.load(Relaxed),
+        );
+        counter(&mut out, "wecare_events_in_total", "Events committed to the stream.", self.events_in.load(Relaxed));
+        counter(&mut out, "wecare_events_out_total", "Event frames sent to watchers.", self.events_out.load(Relaxed));
+        counter(
+            &mut out,
+            "wecare_acks_ok_total",
+            "Successful acks (including duplicates).",
+            self.acks_ok.load(Relaxed),
+        );
+        counter(
+            &mut out,
+            "wecare_dedup_hits_total",
+            "Messages recognised as already stored.",
+            self.dedup_hits.load(Relaxed),
+        );
+        counter(&mut out, "wecare_commits_total", "Storage commits (group commits).", self.commits.load(Relaxed));
+        counter(
+            &mut out,
+            "wecare_watchers_behind_total",
+            "Watchers whose send buffer filled; they were switched to paced catch-up.",
+            self.watchers_behind.load(Relaxed),
+        );
+        let _ = writeln!(
+            out,
+            "# HELP wecare_rejections_total Refused events by code.\n# TYPE wecare_rejections_total counter"
+        );
+        for (code, c) in CODES.iter().zip(&self.rejections) {
+            let _ = writeln!(out, "wecare_rejections_total{{code=\"{code}\"}} {}", c.load(Relaxed));
+        }
+        self.ack_latency.render(&mut out, "wecare_ack_latency_seconds", "Receipt to ack.");
+        self.fanout_latency.render(
+            &mut out,
+            "wecare_fanout_latency_seconds",
+            "Commit to frames handed to all live watchers.",
+        );
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_prometheus_text() {
+        let m = Metrics::default();
+        m.rejected(ErrorCode::InvalidCoordinates);
+        m.ack_latency.observe(Duration::from_millis(3));
+        let text = m.render();
+        assert!(text.contains("wecare_rejections_total{code=\"INVALID_COORDINATES\"} 1"));
+        assert!(text.contains("wecare_ack_latency_seconds_bucket{le=\"0.005\"} 1"));
+        assert!(text.contains("wecare_ack_latency_seconds_count 1"));
+    }
+}

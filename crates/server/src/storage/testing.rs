@@ -1,0 +1,126 @@
+//! The storage conformance suite: every [`EventLog`] implementation must
+//! pass it (`run_all` with a factory that opens a log on a folder).
+
+use std::future::Future;
+use std::path::Path;
+use std::sync::Arc;
+
+use wecare_proto::{DriverId, MessageId, Seq};
+
+use super::{Appended, EventLog};
+use crate::clock::now_ms;
+use crate::domain::event::NewEvent;
+use crate::domain::validate::Fix;
+
+fn fix(id: &str, recorded_at: i64) -> Fix {
+    Fix {
+        id: Some(MessageId::parse(id).unwrap()),
+        lat: 13.7,
+        lng: 100.5,
+        recorded_at,
+        adjusted: false,
+        status: None,
+        accuracy: None,
+        heading: None,
+        speed: None,
+    }
+}
+
+fn loc(driver: &str, id: &str, recorded_at: i64, received: i64) -> NewEvent {
+    NewEvent::location(DriverId::new(driver), None, fix(id, recorded_at), received)
+}
+
+fn seqs(out: &[Appended]) -> Vec<(bool, u64)> {
+    out.iter()
+        .map(|a| match a {
+            Appended::Stored(e) => (true, e.seq.0),
+            Appended::Duplicate(s) => (false, s.0),
+        })
+        .collect()
+}
+
+/// Runs every conformance check against logs made by `open`.
+pub(crate) async fn run_all<L, F, Fut>(open: F)
+where
+    L: EventLog,
+    F: Fn(&Path) -> Fut,
+    Fut: Future<Output = L>,
+{
+    append_dedups_and_numbers_without_holes(&open).await;
+    seq_and_stream_id_survive_reopen(&open).await;
+    read_after_pages_in_order_and_reports_gaps(&open).await;
+    snapshot_and_track(&open).await;
+}
+
+async fn append_dedups_and_numbers_without_holes<L: EventLog, Fut: Future<Output = L>>(open: &impl Fn(&Path) -> Fut) {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path()).await;
+    let t = now_ms();
+    let out = log.append(vec![loc("a", "1", t, t), loc("a", "1", t, t), loc("b", "1", t, t)]).await.unwrap();
+    assert_eq!(seqs(&out), vec![(true, 1), (false, 1), (true, 2)], "same id in one batch is stored once");
+    let out = log.append(vec![loc("a", "1", t, t), loc("a", "2", t, t)]).await.unwrap();
+    assert_eq!(seqs(&out), vec![(false, 1), (true, 3)]);
+    assert_eq!(log.head(), Seq(3));
+}
+
+async fn seq_and_stream_id_survive_reopen<L: EventLog, Fut: Future<Output = L>>(open: &impl Fn(&Path) -> Fut) {
+    let dir = tempfile::tempdir().unwrap();
+    let t = now_ms();
+    let (stream_id, log) = {
+        let log = open(dir.path()).await;
+        log.append(vec![loc("a", "1", t, t), loc("a", "2", t, t)]).await.unwrap();
+        (log.stream_id().to_string(), log)
+    };
+    drop(log);
+    let log = open(dir.path()).await;
+    assert_eq!(log.stream_id(), stream_id);
+    assert_eq!(log.head(), Seq(2));
+    let out = log.append(vec![loc("a", "2", t, t), loc("a", "3", t, t)]).await.unwrap();
+    assert_eq!(seqs(&out), vec![(false, 2), (true, 3)], "dedup and seq continue after reopen");
+    // Retention prunes every event; seq still never goes back.
+    assert_eq!(log.prune(t + 1).await.unwrap(), 3);
+    let out = log.append(vec![loc("a", "4", t, t)]).await.unwrap();
+    assert_eq!(seqs(&out), vec![(true, 4)]);
+    let other = tempfile::tempdir().unwrap();
+    assert_ne!(open(other.path()).await.stream_id(), stream_id, "a new store is a new stream");
+}
+
+async fn read_after_pages_in_order_and_reports_gaps<L: EventLog, Fut: Future<Output = L>>(
+    open: &impl Fn(&Path) -> Fut,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path()).await;
+    let t = now_ms();
+    let old: Vec<NewEvent> = (0..5).map(|i| loc("a", &format!("old{i}"), t - 10_000, t - 10_000)).collect();
+    log.append(old).await.unwrap();
+    let new: Vec<NewEvent> = (0..5).map(|i| loc("a", &format!("new{i}"), t, t)).collect();
+    log.append(new).await.unwrap();
+    let page = log.read_after(Seq(2), 4).await.unwrap();
+    let got: Vec<u64> = page.events.iter().map(|e| e.seq.0).collect();
+    assert_eq!(got, vec![3, 4, 5, 6]);
+    assert!(!page.gap);
+    assert_eq!(log.prune(t - 5_000).await.unwrap(), 5);
+    let page = log.read_after(Seq(2), 100).await.unwrap();
+    assert!(page.gap, "events 3..=5 were pruned");
+    assert_eq!(page.events.first().map(|e| e.seq.0), Some(6));
+    let page = log.read_after(Seq(5), 100).await.unwrap();
+    assert!(!page.gap, "nothing after 5 was pruned");
+    let page = log.read_after(Seq(10), 100).await.unwrap();
+    assert!(page.events.is_empty() && !page.gap);
+}
+
+async fn snapshot_and_track<L: EventLog, Fut: Future<Output = L>>(open: &impl Fn(&Path) -> Fut) {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Arc::new(open(dir.path()).await);
+    let t = now_ms();
+    log.append(vec![loc("a", "1", t - 100, t), loc("a", "2", t - 300, t), loc("a", "3", t - 200, t)]).await.unwrap();
+    let snap = log.snapshot().await.unwrap();
+    assert_eq!(snap.seq, Seq(3));
+    let (_, state) = snap.drivers.iter().find(|(d, _)| d.as_str() == "a").unwrap();
+    assert_eq!(state.position.unwrap().recorded_at, t - 100, "late fixes do not move the latest position");
+    let track = log.track(DriverId::new("a"), 0, i64::MAX, 100).await.unwrap();
+    let order: Vec<u64> = track.iter().map(|e| e.seq.0).collect();
+    assert_eq!(order, vec![2, 3, 1], "track is ordered by recordedAt");
+    let window = log.track(DriverId::new("a"), t - 250, t - 150, 100).await.unwrap();
+    assert_eq!(window.len(), 1);
+}

@@ -1,0 +1,213 @@
+//! Live delivery. One task owns the set of live watchers and a ring of the
+//! latest events. Each committed event arrives here once, already encoded;
+//! the per-watcher work is only the socket write of those bytes.
+//!
+//! Because this task is the only one that adds watchers to the live set and
+//! the only one that delivers live events, a watcher that finished its
+//! replay up to `after` is handed the ring's events `> after` and then
+//! joins, with nothing in between: no gap, no duplicate.
+//!
+//! A write that fails because the watcher's send buffer is full is never
+//! ignored: that watcher leaves the live set and gets a paced catch-up from
+//! storage ([`super::replay`]) that rejoins when it is current (design
+//! invariant: a watcher never silently misses an event, and no buffer grows
+//! without bound).
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Instant;
+
+use serde::Serialize;
+use socketioxide::extract::SocketRef;
+use socketioxide::socket::Sid;
+use socketioxide::{SendError, SocketError};
+use tokio::sync::{mpsc, oneshot};
+use wecare_proto::{Seq, event};
+
+use super::StreamDeps;
+use super::replay::{self, Start};
+use crate::domain::event::SharedEvent;
+
+/// Events kept in memory for joins (older ones are read from storage).
+const RING: usize = 16_384;
+
+/// What the fan-out task is asked to do.
+#[derive(Debug)]
+pub(crate) enum Command {
+    /// Newly committed events, in `seq` order.
+    Publish { events: Vec<SharedEvent>, committed_at: Instant },
+    /// A watcher that has everything up to `after` wants to go live.
+    Join(Join),
+    /// A watcher socket closed.
+    Leave(Sid),
+}
+
+/// A request to go live.
+#[derive(Debug)]
+pub(crate) struct Join {
+    pub(crate) socket: SocketRef,
+    pub(crate) after: Seq,
+    /// Set for a client-requested replay: `sync:complete` goes out on joining.
+    pub(crate) sync: Option<SyncProgress>,
+    pub(crate) reply: oneshot::Sender<Joined>,
+}
+
+/// A replay's progress, for its `sync:complete`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SyncProgress {
+    pub(crate) from: Seq,
+    pub(crate) replayed: u64,
+}
+
+/// The answer to a [`Join`].
+#[derive(Debug)]
+pub(crate) enum Joined {
+    Live,
+    /// The ring no longer covers the watcher's position (or its buffer
+    /// filled while being caught up): keep reading storage after `cursor`.
+    /// `sent` ring events were delivered before that.
+    Behind {
+        cursor: Seq,
+        sent: u64,
+    },
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SyncComplete<'a> {
+    stream_id: &'a str,
+    from_seq: Seq,
+    to_seq: Seq,
+    replayed: u64,
+}
+
+struct LiveWatcher {
+    socket: SocketRef,
+    /// Events at or below this were delivered before joining.
+    after: Seq,
+}
+
+/// Outcome of writing one event to one socket.
+pub(crate) enum Write {
+    Sent,
+    Full,
+    Gone,
+}
+
+pub(crate) fn write(socket: &SocketRef, ev: &SharedEvent) -> Write {
+    match socket.emit(ev.kind.name(), &*ev.json) {
+        Ok(()) => Write::Sent,
+        Err(SendError::Socket(SocketError::InternalChannelFull)) => Write::Full,
+        Err(_) => Write::Gone,
+    }
+}
+
+struct Fanout {
+    deps: Arc<StreamDeps>,
+    live: Vec<LiveWatcher>,
+    ring: VecDeque<SharedEvent>,
+}
+
+/// Runs until shutdown.
+pub(crate) async fn run(deps: Arc<StreamDeps>, mut rx: mpsc::Receiver<Command>) {
+    let mut fanout = Fanout { deps: Arc::clone(&deps), live: Vec::new(), ring: VecDeque::with_capacity(RING) };
+    loop {
+        let cmd = tokio::select! {
+            c = rx.recv() => match c { Some(c) => c, None => break },
+            () = deps.shutdown.cancelled() => break,
+        };
+        match cmd {
+            Command::Publish { events, committed_at } => fanout.publish(&events, committed_at),
+            Command::Join(join) => fanout.join(join),
+            Command::Leave(sid) => fanout.live.retain(|w| w.socket.id != sid),
+        }
+    }
+    tracing::debug!("fan-out stopped");
+}
+
+impl Fanout {
+    fn publish(&mut self, events: &[SharedEvent], committed_at: Instant) {
+        for ev in events {
+            if self.ring.len() == RING {
+                self.ring.pop_front();
+            }
+            self.ring.push_back(Arc::clone(ev));
+        }
+        let mut delivered = 0u64;
+        let mut i = 0;
+        while i < self.live.len() {
+            let w = &self.live[i];
+            let mut outcome = Write::Sent;
+            let mut last_sent = w.after;
+            for ev in events.iter().filter(|e| e.seq > w.after) {
+                outcome = write(&w.socket, ev);
+                match outcome {
+                    Write::Sent => {
+                        delivered += 1;
+                        last_sent = ev.seq;
+                    }
+                    Write::Full | Write::Gone => break,
+                }
+            }
+            match outcome {
+                Write::Sent => i += 1,
+                Write::Gone => {
+                    self.live.swap_remove(i);
+                }
+                Write::Full => {
+                    let w = self.live.swap_remove(i);
+                    self.deps.metrics.watchers_behind.fetch_add(1, Relaxed);
+                    tracing::info!(sid = %w.socket.id, after = last_sent.0, "watcher fell behind; catching up from storage");
+                    replay::spawn(&self.deps, w.socket, Start::CatchUp(last_sent));
+                }
+            }
+        }
+        self.deps.metrics.events_out.fetch_add(delivered, Relaxed);
+        self.deps.metrics.fanout_latency.observe(committed_at.elapsed());
+    }
+
+    fn join(&mut self, join: Join) {
+        let Join { socket, after, sync, reply } = join;
+        let mut cursor = after;
+        let mut sent = 0u64;
+        if let Some(front) = self.ring.front() {
+            if front.seq > cursor.next() && self.ring.back().is_some_and(|b| b.seq > cursor) {
+                let _ = reply.send(Joined::Behind { cursor, sent });
+                return;
+            }
+            let skip = cursor.next().0.saturating_sub(front.seq.0) as usize;
+            for ev in self.ring.iter().skip(skip) {
+                match write(&socket, ev) {
+                    Write::Sent => {
+                        cursor = ev.seq;
+                        sent += 1;
+                    }
+                    Write::Full => {
+                        let _ = reply.send(Joined::Behind { cursor, sent });
+                        return;
+                    }
+                    Write::Gone => {
+                        let _ = reply.send(Joined::Live);
+                        return;
+                    }
+                }
+            }
+        }
+        self.deps.metrics.events_out.fetch_add(sent, Relaxed);
+        if let Some(p) = sync {
+            let done = SyncComplete {
+                stream_id: self.deps.log.stream_id(),
+                from_seq: p.from,
+                to_seq: cursor,
+                replayed: p.replayed + sent,
+            };
+            if socket.emit(event::SYNC_COMPLETE, &done).is_err() {
+                let _ = reply.send(Joined::Behind { cursor, sent });
+                return;
+            }
+        }
+        self.live.push(LiveWatcher { socket, after: cursor });
+        let _ = reply.send(Joined::Live);
+    }
+}

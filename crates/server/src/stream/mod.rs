@@ -1,0 +1,32 @@
+//! The ordered stream at run time: one [`sequencer`] (group commit, the only
+//! writer), one [`fanout`] (live delivery, encode once), and [`replay`]
+//! (snapshot or resume, paced against each watcher's socket).
+
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use wecare_proto::Seq;
+
+use crate::domain::presence::Presence;
+use crate::metrics::Metrics;
+use crate::storage::EventLog;
+
+pub(crate) mod fanout;
+pub(crate) mod replay;
+pub(crate) mod sequencer;
+pub(crate) mod snapshot;
+
+/// What the stream tasks share.
+#[derive(Debug)]
+pub(crate) struct StreamDeps {
+    pub(crate) log: Arc<dyn EventLog>,
+    pub(crate) fanout: mpsc::Sender<fanout::Command>,
+    /// The last committed `seq`, for long-polls.
+    pub(crate) head: watch::Receiver<Seq>,
+    pub(crate) presence: Arc<Presence>,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) tracker: TaskTracker,
+    pub(crate) shutdown: CancellationToken,
+}

@@ -1,0 +1,140 @@
+//! Bringing one watcher up to date, then handing it to the live fan-out:
+//! a snapshot (no `lastSeq`, a `lastSeq` from another stream, beyond the
+//! head, or older than retention), a resume (`seq > lastSeq` in order, then
+//! `sync:complete`), or the catch-up of a watcher that fell behind.
+//!
+//! Writes are paced against the socket's bounded send buffer: when it is
+//! full the task waits for it to drain, so a replay of any length holds at
+//! most one page in memory and never drops an event.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use socketioxide::extract::SocketRef;
+use tokio::sync::oneshot;
+use wecare_proto::{Seq, event};
+
+use super::StreamDeps;
+use super::fanout::{Command, Join, Joined, SyncProgress, Write, write};
+use super::snapshot;
+use crate::domain::event::SharedEvent;
+
+/// Events read from storage at a time.
+const PAGE: usize = 1000;
+/// Wait between attempts while a socket's send buffer is full.
+const DRAIN_POLL: Duration = Duration::from_millis(2);
+/// A watcher whose buffer does not drain for this long is given up on; the
+/// heartbeat then closes its transport and it resumes on reconnect.
+const STALL_LIMIT: Duration = Duration::from_secs(30);
+
+/// Where a watcher starts.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Start {
+    /// No usable position: snapshot, then live.
+    Snapshot,
+    /// The client's `lastSeq`: replay, `sync:complete`, then live.
+    Resume(Seq),
+    /// Fell behind the live fan-out after `seq`: replay, then live again.
+    CatchUp(Seq),
+}
+
+/// The socket went away or the server is stopping.
+#[derive(Debug)]
+struct Stop;
+
+impl From<crate::storage::StorageError> for Stop {
+    fn from(e: crate::storage::StorageError) -> Self {
+        tracing::warn!(error = %e, "replay stopped by a storage error");
+        Stop
+    }
+}
+
+pub(crate) fn spawn(deps: &Arc<StreamDeps>, socket: SocketRef, start: Start) {
+    let deps = Arc::clone(deps);
+    let tracker = deps.tracker.clone();
+    tracker.spawn(async move {
+        tokio::select! {
+            _ = drive(&deps, &socket, start) => {}
+            () = deps.shutdown.cancelled() => {}
+        }
+    });
+}
+
+async fn drive(deps: &Arc<StreamDeps>, socket: &SocketRef, start: Start) -> Result<(), Stop> {
+    let (mut cursor, mut sync) = match start {
+        Start::Snapshot => (send_snapshot(deps, socket).await?, None),
+        Start::Resume(last) if last > deps.log.head() => (send_snapshot(deps, socket).await?, None),
+        Start::Resume(last) => (last, Some(SyncProgress { from: last, replayed: 0 })),
+        Start::CatchUp(after) => (after, None),
+    };
+    loop {
+        let page = deps.log.read_after(cursor, PAGE).await?;
+        if page.gap {
+            // Retention dropped events this watcher needs: start over from state.
+            cursor = send_snapshot(deps, socket).await?;
+            sync = None;
+            continue;
+        }
+        let full_page = page.events.len() == PAGE;
+        for ev in &page.events {
+            write_paced(socket, ev).await?;
+            cursor = ev.seq;
+        }
+        deps.metrics.events_out.fetch_add(page.events.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        if let Some(s) = &mut sync {
+            s.replayed += page.events.len() as u64;
+        }
+        if full_page {
+            continue;
+        }
+        let (reply, joined) = oneshot::channel();
+        let join = Join { socket: socket.clone(), after: cursor, sync, reply };
+        deps.fanout.send(Command::Join(join)).await.map_err(|_| Stop)?;
+        match joined.await.map_err(|_| Stop)? {
+            Joined::Live => return Ok(()),
+            Joined::Behind { cursor: c, sent } => {
+                cursor = c;
+                if let Some(s) = &mut sync {
+                    s.replayed += sent;
+                }
+            }
+        }
+    }
+}
+
+async fn send_snapshot(deps: &StreamDeps, socket: &SocketRef) -> Result<Seq, Stop> {
+    let snap = deps.log.snapshot().await?;
+    let payload = snapshot::payload(deps.log.stream_id(), snap, &deps.presence);
+    let seq = payload.seq;
+    let mut waited = Duration::ZERO;
+    loop {
+        match socket.emit(event::DRIVERS_SNAPSHOT, &payload) {
+            Ok(()) => return Ok(seq),
+            Err(socketioxide::SendError::Socket(socketioxide::SocketError::InternalChannelFull)) => {
+                waited += DRAIN_POLL;
+                if waited > STALL_LIMIT {
+                    return Err(Stop);
+                }
+                tokio::time::sleep(DRAIN_POLL).await;
+            }
+            Err(_) => return Err(Stop),
+        }
+    }
+}
+
+async fn write_paced(socket: &SocketRef, ev: &SharedEvent) -> Result<(), Stop> {
+    let mut waited = Duration::ZERO;
+    loop {
+        match write(socket, ev) {
+            Write::Sent => return Ok(()),
+            Write::Gone => return Err(Stop),
+            Write::Full => {
+                waited += DRAIN_POLL;
+                if waited > STALL_LIMIT {
+                    return Err(Stop);
+                }
+                tokio::time::sleep(DRAIN_POLL).await;
+            }
+        }
+    }
+}

@@ -1,0 +1,153 @@
+//! The single sequencer: every accepted event passes through here. It takes
+//! whatever is queued (up to [`MAX_GROUP`] events), appends it in one storage
+//! commit, answers every waiting sender, then publishes the new events to
+//! the fan-out in `seq` order. One writer makes commit order, `seq` order and
+//! delivery order the same thing.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_util::sync::CancellationToken;
+use wecare_proto::Seq;
+
+use super::fanout::Command;
+use crate::domain::event::{NewEvent, SharedEvent};
+use crate::metrics::Metrics;
+use crate::storage::{Appended, EventLog};
+
+/// Most events in one group commit.
+const MAX_GROUP: usize = 4096;
+/// Requests that may wait for the sequencer; beyond this senders wait.
+const QUEUE: usize = 4096;
+/// How long a sender waits for room in the queue before answering UNAVAILABLE.
+const SUBMIT_WAIT: Duration = Duration::from_secs(3);
+
+/// Storage could not take the events (retryable `UNAVAILABLE`).
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("storage unavailable")]
+pub(crate) struct Unavailable;
+
+struct Request {
+    events: Vec<NewEvent>,
+    reply: oneshot::Sender<Result<Vec<Appended>, Unavailable>>,
+}
+
+/// Handle to the sequencer task.
+#[derive(Debug, Clone)]
+pub(crate) struct Sequencer {
+    tx: mpsc::Sender<Request>,
+}
+
+impl std::fmt::Debug for Request {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Request").field("events", &self.events.len()).finish()
+    }
+}
+
+impl Sequencer {
+    /// Starts the task; it stops when `shutdown` fires, after committing
+    /// what was already queued.
+    pub(crate) fn spawn(
+        log: Arc<dyn EventLog>,
+        fanout: mpsc::Sender<Command>,
+        head: watch::Sender<Seq>,
+        metrics: Arc<Metrics>,
+        tracker: &tokio_util::task::TaskTracker,
+        shutdown: CancellationToken,
+    ) -> Self {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        tracker.spawn(run(log, rx, fanout, head, metrics, shutdown));
+        Self { tx }
+    }
+
+    /// Appends `events` durably; one outcome per event, in order.
+    pub(crate) async fn submit(&self, events: Vec<NewEvent>) -> Result<Vec<Appended>, Unavailable> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (reply, rx) = oneshot::channel();
+        let send = self.tx.send(Request { events, reply });
+        tokio::time::timeout(SUBMIT_WAIT, send).await.map_err(|_| Unavailable)?.map_err(|_| Unavailable)?;
+        rx.await.map_err(|_| Unavailable)?
+    }
+}
+
+async fn run(
+    log: Arc<dyn EventLog>,
+    mut rx: mpsc::Receiver<Request>,
+    fanout: mpsc::Sender<Command>,
+    head: watch::Sender<Seq>,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let first = tokio::select! {
+            biased;
+            r = rx.recv() => match r { Some(r) => r, None => break },
+            () = shutdown.cancelled() => {
+                // Commit what senders already handed over, then stop taking more.
+                rx.close();
+                match rx.recv().await { Some(r) => r, None => break }
+            }
+        };
+        let mut group = vec![first];
+        let mut total = group[0].events.len();
+        while total < MAX_GROUP {
+            match rx.try_recv() {
+                Ok(r) => {
+                    total += r.events.len();
+                    group.push(r);
+                }
+                Err(_) => break,
+            }
+        }
+        commit_group(log.as_ref(), group, total, &fanout, &head, &metrics).await;
+    }
+    tracing::debug!("sequencer stopped");
+}
+
+async fn commit_group(
+    log: &dyn EventLog,
+    mut group: Vec<Request>,
+    total: usize,
+    fanout: &mpsc::Sender<Command>,
+    head: &watch::Sender<Seq>,
+    metrics: &Metrics,
+) {
+    let mut events = Vec::with_capacity(total);
+    let mut sizes = Vec::with_capacity(group.len());
+    for r in &mut group {
+        sizes.push(r.events.len());
+        events.append(&mut r.events);
+    }
+    match log.append(events).await {
+        Ok(outcomes) => {
+            let committed_at = Instant::now();
+            metrics.commits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let fresh: Vec<SharedEvent> = outcomes
+                .iter()
+                .filter_map(|o| match o {
+                    Appended::Stored(ev) => Some(Arc::clone(ev)),
+                    Appended::Duplicate(_) => None,
+                })
+                .collect();
+            let mut outcomes = outcomes.into_iter();
+            for (r, n) in group.into_iter().zip(sizes) {
+                let _ = r.reply.send(Ok(outcomes.by_ref().take(n).collect()));
+            }
+            if let Some(last) = fresh.last() {
+                metrics.events_in.fetch_add(fresh.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                head.send_replace(last.seq);
+                // Backpressure: if the fan-out is slow, the sequencer waits.
+                let _ = fanout.send(Command::Publish { events: fresh, committed_at }).await;
+            }
+        }
+        Err(e) => {
+            tracing::error!(error = %e, events = total, "commit failed; answering UNAVAILABLE");
+            for r in group {
+                let _ = r.reply.send(Err(Unavailable));
+            }
+        }
+    }
+}

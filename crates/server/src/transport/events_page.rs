@@ -1,0 +1,97 @@
+//! A page of the stream as `events:sync` and `GET /api/realtime/events`
+//! return it: `{ status, streamId, events: [{type, ...}], lastSeq, gap }`.
+
+use serde::Serialize;
+use serde_json::Value;
+use serde_json::value::RawValue;
+use wecare_proto::{ErrorCode, Seq};
+
+use crate::domain::validate::Rejection;
+use crate::storage::{EventLog, StorageError};
+
+const DEFAULT_LIMIT: usize = 500;
+const MAX_LIMIT: usize = 1000;
+
+/// A validated request for a page.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SyncQuery {
+    pub(crate) since: Seq,
+    pub(crate) limit: usize,
+    /// The client's `streamId` is another stream's: its `since` means
+    /// nothing here, so it is answered like a position older than retention.
+    pub(crate) foreign_stream: bool,
+}
+
+fn bad(message: &'static str) -> Rejection {
+    Rejection::new(ErrorCode::InvalidPayload, message)
+}
+
+/// A non-negative integer given as a JSON number or a decimal string.
+pub(crate) fn parse_count(v: &Value) -> Option<u64> {
+    match v {
+        Value::Number(n) => n.as_u64(),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+impl SyncQuery {
+    pub(crate) fn new(since: Option<u64>, limit: Option<u64>, foreign_stream: bool) -> Self {
+        let limit = limit.map_or(DEFAULT_LIMIT, |l| (l as usize).clamp(1, MAX_LIMIT));
+        Self { since: Seq(since.unwrap_or(0)), limit, foreign_stream }
+    }
+
+    /// From an `events:sync` payload `{ since, limit, streamId? }`.
+    pub(crate) fn from_json(v: &Value) -> Result<Self, Rejection> {
+        let obj = match v {
+            Value::Object(o) => o,
+            Value::Null => return Ok(Self::new(None, None, false)),
+            _ => return Err(bad("payload must be an object")),
+        };
+        let field = |k: &str| -> Result<Option<u64>, Rejection> {
+            match obj.get(k) {
+                None | Some(Value::Null) => Ok(None),
+                Some(v) => parse_count(v).map(Some).ok_or(bad("since and limit must be non-negative integers")),
+            }
+        };
+        Ok(Self::new(field("since")?, field("limit")?, false))
+    }
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct EventsPage {
+    status: &'static str,
+    stream_id: String,
+    events: Box<RawValue>,
+    last_seq: Seq,
+    gap: bool,
+}
+
+impl EventsPage {
+    pub(crate) async fn read(log: &dyn EventLog, q: SyncQuery) -> Result<Self, StorageError> {
+        let since = if q.foreign_stream { Seq::ZERO } else { q.since };
+        let page = log.read_after(since, q.limit).await?;
+        let mut json = String::with_capacity(page.events.len() * 256 + 2);
+        json.push('[');
+        for (i, ev) in page.events.iter().enumerate() {
+            if i > 0 {
+                json.push(',');
+            }
+            json.push_str(&ev.typed_json());
+        }
+        json.push(']');
+        let last_seq = page.events.last().map_or(page.head, |e| e.seq);
+        Ok(Self {
+            status: "ok",
+            stream_id: log.stream_id().to_string(),
+            events: RawValue::from_string(json).map_err(|e| StorageError::Corrupt(e.to_string()))?,
+            last_seq,
+            gap: page.gap || q.foreign_stream,
+        })
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.events.get() == "[]"
+    }
+}

@@ -1,0 +1,244 @@
+//! REST routes (contract §6): the HTTP fallback for drivers and watchers,
+//! and the health and metrics endpoints.
+
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request, State};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use serde_json::value::RawValue;
+use tokio::time::Instant;
+use wecare_proto::{ErrorCode, Seq};
+
+use super::ack::{AckItem, BatchAck};
+use super::error::{ApiError, status_of};
+use super::events_page::{EventsPage, SyncQuery, parse_count};
+use crate::app::SharedState;
+use crate::clock::{now_ms, parse_time};
+use crate::domain::auth::{AuthError, Principal};
+use crate::domain::validate;
+use crate::stream::snapshot;
+
+/// Largest accepted body.
+pub(crate) const MAX_BODY: usize = 1024 * 1024;
+/// Longest long-poll.
+const MAX_WAIT: Duration = Duration::from_secs(30);
+/// Most fixes one track request returns.
+const TRACK_LIMIT: usize = 10_000;
+
+pub(crate) fn routes(state: SharedState) -> Router {
+    Router::new()
+        .route("/api/driver-locations", post(post_locations))
+        .route("/api/realtime/locations", post(post_locations))
+        .route("/api/realtime/status", post(post_status))
+        .route("/api/realtime/events", get(get_events))
+        .route("/api/realtime/latest", get(get_latest))
+        .route("/api/realtime/drivers/{driver_id}/track", get(get_track))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+        .with_state(state)
+}
+
+/// The principal of `Authorization: Bearer <token>`.
+struct Bearer(Principal);
+
+impl FromRequestParts<SharedState> for Bearer {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, app: &SharedState) -> Result<Self, ApiError> {
+        let token = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+            .ok_or(AuthError::Required)?;
+        let now = now_ms().div_euclid(1000);
+        Ok(Self(app.verifier.verify(token, now)?))
+    }
+}
+
+impl Bearer {
+    fn watcher(self) -> Result<Principal, ApiError> {
+        if self.0.is_watcher() { Ok(self.0) } else { Err(forbidden()) }
+    }
+
+    fn driver(self) -> Result<Principal, ApiError> {
+        if self.0.driver_id().is_some() { Ok(self.0) } else { Err(forbidden()) }
+    }
+}
+
+fn forbidden() -> ApiError {
+    ApiError::new(ErrorCode::Forbidden, "Forbidden")
+}
+
+/// A JSON body: 413 over [`MAX_BODY`], 400 when it is not JSON.
+struct JsonBody(Value);
+
+impl<S: Send + Sync> FromRequest<S> for JsonBody {
+    type Rejection = ApiError;
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::too_large()
+            } else {
+                ApiError::payload("unreadable body")
+            }
+        })?;
+        serde_json::from_slice(&bytes).map(Self).map_err(|_| ApiError::payload("body is not valid JSON"))
+    }
+}
+
+#[derive(Serialize)]
+struct SingleFailure<'a> {
+    #[serde(flatten)]
+    item: AckItem<'a>,
+    results: [AckItem<'a>; 1],
+}
+
+async fn post_locations(State(app): State<SharedState>, who: Bearer, JsonBody(body): JsonBody) -> Response {
+    let who = match who.driver() {
+        Ok(p) => p,
+        Err(e) => return e.into_response(),
+    };
+    if body.get("updates").is_some() {
+        let items = match validate::batch_items(&body) {
+            Ok(items) => items,
+            Err(r) => return ApiError::from(&r).into_response(),
+        };
+        let outcomes = app.ingest.fixes(&who, items).await;
+        return Json(BatchAck::new(&outcomes)).into_response();
+    }
+    let outcomes = app.ingest.fixes(&who, std::slice::from_ref(&body)).await;
+    match outcomes.first() {
+        Some(Err(r)) => {
+            let body = SingleFailure { item: AckItem::from(&outcomes[0]), results: [AckItem::from(&outcomes[0])] };
+            (status_of(r.code), Json(body)).into_response()
+        }
+        _ => Json(BatchAck::new(&outcomes)).into_response(),
+    }
+}
+
+async fn post_status(State(app): State<SharedState>, who: Bearer, JsonBody(body): JsonBody) -> Response {
+    let who = match who.driver() {
+        Ok(p) => p,
+        Err(e) => return e.into_response(),
+    };
+    let outcome = app.ingest.status(&who, &body).await;
+    let status = outcome.as_ref().err().map_or(StatusCode::OK, |r| status_of(r.code));
+    (status, Json(AckItem::from(&outcome))).into_response()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct EventsParams {
+    since: Option<String>,
+    limit: Option<String>,
+    wait_ms: Option<String>,
+    stream_id: Option<String>,
+}
+
+fn count_param(v: Option<&String>, name: &str) -> Result<Option<u64>, ApiError> {
+    v.map(|s| {
+        parse_count(&Value::String(s.clone()))
+            .ok_or_else(|| ApiError::payload(format!("{name} must be a non-negative integer")))
+    })
+    .transpose()
+}
+
+async fn get_events(
+    State(app): State<SharedState>,
+    who: Bearer,
+    Query(params): Query<EventsParams>,
+) -> Result<Json<EventsPage>, ApiError> {
+    who.watcher()?;
+    let since = count_param(params.since.as_ref(), "since")?;
+    let limit = count_param(params.limit.as_ref(), "limit")?;
+    let wait =
+        count_param(params.wait_ms.as_ref(), "waitMs")?.map_or(Duration::ZERO, Duration::from_millis).min(MAX_WAIT);
+    let foreign = params.stream_id.as_deref().is_some_and(|s| s != app.stream.log.stream_id());
+    let query = SyncQuery::new(since, limit, foreign);
+    let deadline = Instant::now() + wait;
+    let mut head = app.stream.head.clone();
+    loop {
+        // Mark the head seen before reading, so a commit after the read wakes us.
+        head.borrow_and_update();
+        let page = EventsPage::read(app.stream.log.as_ref(), query).await?;
+        if !page.is_empty() || Instant::now() >= deadline {
+            return Ok(Json(page));
+        }
+        let woke = tokio::select! {
+            r = head.changed() => r.is_ok(),
+            () = tokio::time::sleep_until(deadline) => false,
+            () = app.stream.shutdown.cancelled() => false,
+        };
+        if !woke {
+            return Ok(Json(EventsPage::read(app.stream.log.as_ref(), query).await?));
+        }
+    }
+}
+
+async fn get_latest(State(app): State<SharedState>, who: Bearer) -> Result<Json<snapshot::SnapshotPayload>, ApiError> {
+    who.watcher()?;
+    let snap = app.stream.log.snapshot().await?;
+    Ok(Json(snapshot::payload(app.stream.log.stream_id(), snap, &app.stream.presence)))
+}
+
+#[derive(Debug, Deserialize)]
+struct TrackParams {
+    from: Option<String>,
+    to: Option<String>,
+}
+
+fn time_param(v: Option<&String>, name: &str) -> Result<Option<i64>, ApiError> {
+    v.map(|s| {
+        let as_json = s.parse::<i64>().map(Value::from).unwrap_or_else(|_| Value::String(s.clone()));
+        parse_time(&as_json).ok_or_else(|| ApiError::payload(format!("{name} is not a time")))
+    })
+    .transpose()
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Track {
+    status: &'static str,
+    driver_id: String,
+    fixes: Vec<Box<RawValue>>,
+}
+
+async fn get_track(
+    State(app): State<SharedState>,
+    who: Bearer,
+    Path(driver_id): Path<String>,
+    Query(params): Query<TrackParams>,
+) -> Result<Json<Track>, ApiError> {
+    who.watcher()?;
+    let from = time_param(params.from.as_ref(), "from")?.unwrap_or(0);
+    let to = time_param(params.to.as_ref(), "to")?.unwrap_or(i64::MAX);
+    let driver = wecare_proto::DriverId::new(driver_id);
+    let events = app.stream.log.track(driver.clone(), from, to, TRACK_LIMIT).await?;
+    let fixes = events.iter().filter_map(|e| RawValue::from_string(e.json.get().to_string()).ok()).collect();
+    Ok(Json(Track { status: "ok", driver_id: driver.as_str().to_string(), fixes }))
+}
+
+async fn healthz() -> Json<Value> {
+    Json(serde_json::json!({ "status": "ok" }))
+}
+
+async fn readyz(State(app): State<SharedState>) -> Response {
+    let ready = app.stream.log.is_writable() && !app.stream.shutdown.is_cancelled();
+    let seq: Seq = app.stream.log.head();
+    let body = serde_json::json!({ "status": if ready { "ok" } else { "unavailable" }, "seq": seq });
+    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, Json(body)).into_response()
+}
+
+async fn metrics(State(app): State<SharedState>) -> Response {
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], app.metrics.render()).into_response()
+}

@@ -1,0 +1,11 @@
+//! The edges: Socket.io handlers, REST routes, and the wire shapes of their
+//! answers. Nothing here runs SQL or decides validity; it calls `ingest`,
+//! `stream` and `storage`.
+
+pub(crate) mod ack;
+pub(crate) mod error;
+pub(crate) mod events_page;
+pub(crate) mod http;
+pub(crate) mod origin;
+pub(crate) mod session;
+pub(crate) mod socket;

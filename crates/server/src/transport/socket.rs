@@ -1,0 +1,330 @@
+//! THE one place event names are bound to handlers: the `/locations`
+//! namespace, its handshake, and every client event.
+//!
+//! Every handler takes raw values (`TryData<Value>`) and answers every ack:
+//! a payload that does not decode gets `INVALID_PAYLOAD`, never silence.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Instant;
+
+use serde::Serialize;
+use serde_json::Value;
+use socketioxide::SocketIo;
+use socketioxide::adapter::Adapter;
+use socketioxide::extract::{AckSender, SocketRef, State, TryData};
+use socketioxide::handler::{ConnectHandler, FromMessageParts, Value as WireValue};
+use socketioxide::socket::{DisconnectReason, Socket};
+use wecare_proto::{ErrorCode, NAMESPACE, Seq, event};
+
+use super::ack::{AckItem, BatchAck, ErrorBody, ErrorEvent};
+use super::session::{Session, SessionRef, spawn_expiry_clock};
+use crate::app::SharedState;
+use crate::clock::{iso, now_ms};
+use crate::domain::auth::AuthError;
+use crate::domain::validate::{self, Rejection};
+use crate::ingest::Outcome;
+use crate::stream::fanout::Command;
+use crate::stream::replay::{self, Start};
+use crate::transport::events_page::{EventsPage, SyncQuery};
+
+/// Whether the client asked for an ack (socketioxide's `AckSender` hides it;
+/// without one, failures go out as an `error` event, as the original did).
+struct AckRequested(bool);
+
+impl<A: Adapter> FromMessageParts<A> for AckRequested {
+    type Error = Infallible;
+    fn from_message_parts(_: &Arc<Socket<A>>, _: &mut WireValue, ack_id: &Option<i64>) -> Result<Self, Infallible> {
+        Ok(Self(ack_id.is_some()))
+    }
+}
+
+/// Registers the namespace.
+pub(crate) fn attach(io: &SocketIo) {
+    io.ns(NAMESPACE, on_connect.with(authenticate));
+}
+
+fn now_secs() -> i64 {
+    now_ms().div_euclid(1000)
+}
+
+/// `auth.token`, else the `token` query parameter.
+fn handshake_token(auth: &Result<Value, socketioxide::ParserError>, s: &SocketRef) -> Option<String> {
+    if let Ok(Value::Object(auth)) = auth
+        && let Some(Value::String(t)) = auth.get("token")
+    {
+        return Some(t.clone());
+    }
+    s.req_parts().uri.query()?.split('&').find_map(|kv| kv.strip_prefix("token=")).map(str::to_string)
+}
+
+/// Handshake middleware: a refusal becomes `connect_error` with exactly
+/// the contract's message (the `Display` of [`AuthError`]).
+async fn authenticate(
+    s: SocketRef,
+    TryData(auth): TryData<Value>,
+    State(app): State<SharedState>,
+) -> Result<(), AuthError> {
+    let verified = match handshake_token(&auth, &s) {
+        None => Err(AuthError::Required),
+        Some(token) => app.verifier.verify(&token, now_secs()),
+    };
+    match verified {
+        Ok(principal) => {
+            let closed = app.stream.shutdown.child_token();
+            let session = Session::new(principal, app.config.jwt_leeway_secs, closed);
+            s.extensions.insert(SessionRef(Arc::new(session)));
+            Ok(())
+        }
+        Err(e) => {
+            app.metrics.handshake_refusals.fetch_add(1, Relaxed);
+            Err(e)
+        }
+    }
+}
+
+fn session_of(s: &SocketRef) -> Option<Arc<Session>> {
+    s.extensions.get::<SessionRef>().map(|r| r.0)
+}
+
+async fn on_connect(s: SocketRef, TryData(auth): TryData<Value>, State(app): State<SharedState>) {
+    let Some(session) = session_of(&s) else {
+        let _ = s.disconnect();
+        return;
+    };
+    let p = &session.principal;
+    s.join(vec![
+        format!("user:{}", p.subject),
+        format!("role:{}", p.role),
+        format!("role:{}", p.role.to_ascii_uppercase()),
+        format!("role:{}", p.role.to_ascii_lowercase()),
+    ]);
+
+    s.on(event::LOCATION_UPDATE, on_location_update);
+    s.on(event::LOCATION_BATCH, on_location_batch);
+    s.on(event::DRIVER_STATUS, on_driver_status);
+    s.on(event::DRIVER_STATUS_UPDATE, on_driver_status);
+    s.on(event::EVENTS_SYNC, on_events_sync);
+    s.on(event::AUTH_REFRESH, on_auth_refresh);
+    s.on_fallback(async |AckRequested(wants): AckRequested, ack: AckSender| {
+        if wants {
+            let _ = ack.send(&ErrorBody::new(ErrorCode::InvalidPayload, "unknown event"));
+        }
+    });
+    s.on_disconnect(on_disconnect);
+
+    if let Some(driver) = p.driver_id() {
+        app.metrics.connections_drivers.fetch_add(1, Relaxed);
+        if app.stream.presence.connected(driver) {
+            announce_presence(&app, driver.clone(), true);
+        }
+        tracing::debug!(sid = %s.id, driver = %driver, "driver connected");
+    } else {
+        app.metrics.connections_watchers.fetch_add(1, Relaxed);
+        let start = watcher_start(auth.as_ref().ok(), app.stream.log.stream_id());
+        tracing::debug!(sid = %s.id, subject = %p.subject, ?start, "watcher connected");
+        replay::spawn(&app.stream, s.clone(), start);
+    }
+    spawn_expiry_clock(&app.stream.tracker, s.clone(), Arc::clone(&session), app.config.auth_expiry_warning);
+}
+
+/// Where a watcher starts, from `auth.lastSeq` / `auth.streamId`.
+fn watcher_start(auth: Option<&Value>, stream_id: &str) -> Start {
+    let Some(auth) = auth else {
+        return Start::Snapshot;
+    };
+    if auth.get("streamId").and_then(Value::as_str).is_some_and(|other| other != stream_id) {
+        return Start::Snapshot;
+    }
+    match auth.get("lastSeq") {
+        Some(Value::Number(n)) => n.as_u64().map_or(Start::Snapshot, |s| Start::Resume(Seq(s))),
+        Some(Value::String(s)) => s.parse().map_or(Start::Snapshot, |s| Start::Resume(Seq(s))),
+        _ => Start::Snapshot,
+    }
+}
+
+async fn on_disconnect(s: SocketRef, reason: DisconnectReason, State(app): State<SharedState>) {
+    let Some(session) = session_of(&s) else {
+        return;
+    };
+    session.closed.cancel();
+    if let Some(driver) = session.principal.driver_id() {
+        app.metrics.connections_drivers.fetch_sub(1, Relaxed);
+        if let Some(generation) = app.stream.presence.disconnected(driver) {
+            let (app, driver) = (app.clone(), driver.clone());
+            let grace = app.config.presence_grace;
+            app.stream.tracker.clone().spawn(async move {
+                tokio::select! {
+                    () = tokio::time::sleep(grace) => {}
+                    () = app.stream.shutdown.cancelled() => return,
+                }
+                if app.stream.presence.grace_over(&driver, generation) {
+                    announce_presence(&app, driver, false);
+                }
+            });
+        }
+    } else {
+        app.metrics.connections_watchers.fetch_sub(1, Relaxed);
+        let _ = app.stream.fanout.try_send(Command::Leave(s.id));
+    }
+    tracing::debug!(sid = %s.id, ?reason, "socket disconnected");
+}
+
+/// Puts a `driver:presence` event through the stream (it gets a `seq` like
+/// every watcher event).
+fn announce_presence(app: &SharedState, driver: wecare_proto::DriverId, online: bool) {
+    let app = Arc::clone(app);
+    let tracker = app.stream.tracker.clone();
+    tracker.spawn(async move {
+        let ev = crate::domain::event::NewEvent::presence(driver, online, now_ms());
+        if app.ingest.presence(ev).await.is_err() {
+            tracing::warn!(online, "presence event not stored");
+        }
+    });
+}
+
+/// The session, unless its token has expired (then the socket is closed).
+fn live_session(s: &SocketRef) -> Result<Arc<Session>, Rejection> {
+    let session = session_of(s).ok_or(Rejection::new(ErrorCode::AuthRequired, "no session"))?;
+    if session.is_expired() {
+        let _ = s.clone().disconnect();
+        return Err(Rejection::new(ErrorCode::TokenExpired, "Token expired"));
+    }
+    Ok(session)
+}
+
+/// Answers through the ack, or — without an ack callback — reports a
+/// failure as an `error` event.
+fn respond(s: &SocketRef, wants_ack: bool, ack: AckSender, body: &impl Serialize, failure: Option<&Rejection>) {
+    if wants_ack {
+        let _ = ack.send(body);
+    } else if let Some(r) = failure {
+        let _ = s.emit(event::ERROR, &ErrorEvent { code: r.code, message: r.message });
+    }
+}
+
+fn respond_outcome(s: &SocketRef, wants_ack: bool, ack: AckSender, outcome: &Outcome) {
+    respond(s, wants_ack, ack, &AckItem::from(outcome), outcome.as_ref().err());
+}
+
+const NOT_JSON: Rejection = Rejection::new(ErrorCode::InvalidPayload, "payload is not valid JSON");
+
+async fn on_location_update(
+    s: SocketRef,
+    TryData(data): TryData<Value>,
+    AckRequested(wants): AckRequested,
+    ack: AckSender,
+    State(app): State<SharedState>,
+) {
+    let started = Instant::now();
+    let outcome = match (live_session(&s), data) {
+        (Err(r), _) => Err(r),
+        (Ok(_), Err(_)) => Err(NOT_JSON),
+        (Ok(session), Ok(v)) => {
+            let mut out = app.ingest.fixes(&session.principal, std::slice::from_ref(&v)).await;
+            out.pop().unwrap_or(Err(NOT_JSON))
+        }
+    };
+    respond_outcome(&s, wants, ack, &outcome);
+    app.metrics.ack_latency.observe(started.elapsed());
+}
+
+async fn on_location_batch(
+    s: SocketRef,
+    TryData(data): TryData<Value>,
+    AckRequested(wants): AckRequested,
+    ack: AckSender,
+    State(app): State<SharedState>,
+) {
+    let started = Instant::now();
+    let session = match live_session(&s) {
+        Ok(session) => session,
+        Err(r) => return respond(&s, wants, ack, &ErrorBody::from(&r), Some(&r)),
+    };
+    let items = match data.as_ref().map_err(|_| NOT_JSON).and_then(validate::batch_items) {
+        Ok(items) => items,
+        Err(r) => return respond(&s, wants, ack, &ErrorBody::from(&r), Some(&r)),
+    };
+    let outcomes = app.ingest.fixes(&session.principal, items).await;
+    let first_failure = outcomes.iter().find_map(|o| o.as_ref().err());
+    respond(&s, wants, ack, &BatchAck::new(&outcomes), first_failure);
+    app.metrics.ack_latency.observe(started.elapsed());
+}
+
+async fn on_driver_status(
+    s: SocketRef,
+    TryData(data): TryData<Value>,
+    AckRequested(wants): AckRequested,
+    ack: AckSender,
+    State(app): State<SharedState>,
+) {
+    let outcome = match (live_session(&s), data) {
+        (Err(r), _) => Err(r),
+        (Ok(_), Err(_)) => Err(NOT_JSON),
+        (Ok(session), Ok(v)) => app.ingest.status(&session.principal, &v).await,
+    };
+    respond_outcome(&s, wants, ack, &outcome);
+}
+
+async fn on_events_sync(
+    s: SocketRef,
+    TryData(data): TryData<Value>,
+    AckRequested(wants): AckRequested,
+    ack: AckSender,
+    State(app): State<SharedState>,
+) {
+    let result = match live_session(&s) {
+        Err(r) => Err(r),
+        Ok(session) if !session.principal.is_watcher() => {
+            Err(Rejection::new(ErrorCode::Forbidden, "only watchers may read the stream"))
+        }
+        Ok(_) => match data.as_ref().map_err(|_| NOT_JSON).and_then(SyncQuery::from_json) {
+            Err(r) => Err(r),
+            Ok(q) => EventsPage::read(app.stream.log.as_ref(), q)
+                .await
+                .map_err(|_| Rejection::new(ErrorCode::Unavailable, "storage unavailable")),
+        },
+    };
+    match result {
+        Ok(page) => respond(&s, wants, ack, &page, None),
+        Err(r) => respond(&s, wants, ack, &ErrorBody::from(&r), Some(&r)),
+    }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Refreshed {
+    status: &'static str,
+    expires_at: String,
+}
+
+async fn on_auth_refresh(
+    s: SocketRef,
+    TryData(data): TryData<Value>,
+    AckRequested(wants): AckRequested,
+    ack: AckSender,
+    State(app): State<SharedState>,
+) {
+    let Some(session) = session_of(&s) else {
+        return;
+    };
+    let token = data.ok().and_then(|v| v.get("token").and_then(Value::as_str).map(str::to_string));
+    let verified = match token {
+        None => Err(AuthError::Required),
+        Some(t) => app.verifier.verify(&t, now_secs()),
+    };
+    let refused = match verified {
+        Ok(p) if session.principal.same_identity(&p) => {
+            session.refresh(p.expires_at);
+            let ok = Refreshed { status: "ok", expires_at: iso(p.expires_at.saturating_mul(1000)) };
+            return respond(&s, wants, ack, &ok, None);
+        }
+        Ok(_) => Rejection::new(ErrorCode::Forbidden, "the new token is for another identity or role"),
+        Err(AuthError::Expired) => Rejection::new(ErrorCode::TokenExpired, "Token expired"),
+        Err(AuthError::Required) => Rejection::new(ErrorCode::InvalidToken, "token is required"),
+        Err(AuthError::Forbidden) => Rejection::new(ErrorCode::Forbidden, "Forbidden"),
+        Err(AuthError::Invalid) => Rejection::new(ErrorCode::InvalidToken, "Invalid token"),
+    };
+    respond(&s, wants, ack, &ErrorBody::from(&refused), Some(&refused));
+}

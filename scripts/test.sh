@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Runs every test of the project: formatting and lints, the Rust unit and
+# integration tests, and the interop suite (official socket.io-client from
+# npm against the built server binary). Installs what it needs itself.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n== %s\n' "$*"; }
+
+step "format and lints"
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+
+step "build (debug binary used by the interop suite)"
+cargo build --workspace --bins --quiet
+
+step "rust tests"
+cargo test --workspace --quiet
+
+step "interop suite (socket.io-client from npm)"
+(cd tests/interop && npm ci --no-audit --no-fund --loglevel=error && npm test)
