@@ -15,6 +15,8 @@ pub(crate) struct AppState {
     pub(crate) ingest: Ingest,
     pub(crate) stream: Arc<StreamDeps>,
     pub(crate) metrics: Arc<Metrics>,
+    /// Set once the Socket.io layer is built (the layer needs the state first).
+    pub(crate) io: std::sync::OnceLock<socketioxide::SocketIo>,
 }
 
 pub(crate) type SharedState = Arc<AppState>;

@@ -115,6 +115,7 @@ pub async fn serve(listener: TcpListener, config: ServerConfig, shutdown: Cancel
         stream,
         metrics,
         config: config.clone(),
+        io: std::sync::OnceLock::new(),
     });
 
     let max = transport::http::MAX_BODY;
@@ -128,6 +129,7 @@ pub async fn serve(listener: TcpListener, config: ServerConfig, shutdown: Cancel
         .with_state(Arc::clone(&state))
         .build_layer();
     transport::socket::attach(&io);
+    let _ = state.io.set(io.clone());
 
     let app = transport::http::routes(Arc::clone(&state))
         .layer(io_layer)

@@ -27,6 +27,10 @@ impl ApiError {
         Self::new(ErrorCode::InvalidPayload, message)
     }
 
+    pub(crate) fn not_found() -> Self {
+        Self { status: StatusCode::NOT_FOUND, body: ErrorBody::new(ErrorCode::InvalidPayload, "no such route") }
+    }
+
     pub(crate) fn too_large() -> Self {
         Self {
             status: StatusCode::PAYLOAD_TOO_LARGE,

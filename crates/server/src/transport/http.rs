@@ -40,6 +40,7 @@ pub(crate) fn routes(state: SharedState) -> Router {
         .route("/api/realtime/events", get(get_events))
         .route("/api/realtime/latest", get(get_latest))
         .route("/api/realtime/drivers/{driver_id}/track", get(get_track))
+        .route("/api/realtime/notify", post(post_notify))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -225,6 +226,59 @@ async fn get_track(
     let events = app.stream.log.track(driver.clone(), from, to, TRACK_LIMIT).await?;
     let fixes = events.iter().filter_map(|e| RawValue::from_string(e.json.get().to_string()).ok()).collect();
     Ok(Json(Track { status: "ok", driver_id: driver.as_str().to_string(), fixes }))
+}
+
+#[derive(Debug, Deserialize)]
+struct NotifyBody {
+    rooms: Vec<String>,
+    event: String,
+    #[serde(default)]
+    data: Value,
+}
+
+#[derive(Serialize)]
+struct Notified {
+    status: &'static str,
+    delivered: usize,
+}
+
+/// Constant-time equality, so the service secret cannot be guessed byte by byte.
+fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// `POST /api/realtime/notify`: the WeCare backend's best-effort pushes
+/// (`notification:*`) to `user:<id>` / `role:<role>` rooms (contract §8).
+async fn post_notify(
+    State(app): State<SharedState>,
+    headers: axum::http::HeaderMap,
+    JsonBody(body): JsonBody,
+) -> Result<Json<Notified>, ApiError> {
+    let Some(secret) = app.config.notify_secret.as_deref() else {
+        return Err(ApiError::not_found());
+    };
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or(AuthError::Required)?;
+    if !same_secret(presented.as_bytes(), secret.as_bytes()) {
+        return Err(AuthError::Invalid.into());
+    }
+    let body: NotifyBody =
+        serde_json::from_value(body).map_err(|_| ApiError::payload("expected { rooms, event, data }"))?;
+    if !body.event.starts_with("notification:") || body.event.len() > 64 {
+        return Err(ApiError::payload("only notification:* events may be relayed"));
+    }
+    if body.rooms.is_empty() || body.rooms.len() > 100 || body.rooms.iter().any(|r| r.is_empty() || r.len() > 200) {
+        return Err(ApiError::payload("rooms must hold 1 to 100 room names"));
+    }
+    let ns = app.io.get().and_then(|io| io.of(wecare_proto::NAMESPACE)).ok_or_else(ApiError::not_found)?;
+    let delivered = ns.clone().to(body.rooms.clone()).sockets().len();
+    if let Err(e) = ns.to(body.rooms).emit(&body.event, &body.data).await {
+        tracing::debug!(error = %e, "some notification sockets were not writable");
+    }
+    Ok(Json(Notified { status: "ok", delivered }))
 }
 
 async fn healthz() -> Json<Value> {
