@@ -13,6 +13,8 @@ use clap::{Args, Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 use wecare_server::{DEFAULT_DEV_ORIGINS, DEFAULT_WATCHER_ROLES, ServerConfig, split_list};
 
+mod bench;
+
 /// File in the data folder holding the generated development secret.
 const DEV_SECRET_FILE: &str = "dev-jwt-secret";
 
@@ -33,6 +35,9 @@ enum Command {
     Serve(ServeArgs),
     /// Mint a development access token signed with the configured secret.
     Token(TokenArgs),
+    /// Load a running server with simulated drivers and watchers and print
+    /// throughput, latency, and the server's CPU and memory per event.
+    Bench(bench::BenchArgs),
 }
 
 #[derive(Debug, Args)]
@@ -131,6 +136,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Token(args) => {
             println!("{}", token(&args)?);
             Ok(())
+        }
+        Command::Bench(args) => {
+            let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
+            runtime.block_on(bench::run(args))
         }
     }
 }
@@ -277,7 +286,7 @@ mod tests {
         argv.extend_from_slice(extra);
         match Cli::try_parse_from(argv).expect("parses").command {
             Command::Serve(a) => a,
-            Command::Token(_) => unreachable!(),
+            _ => unreachable!("parsed a serve command"),
         }
     }
 
