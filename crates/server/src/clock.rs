@@ -1,7 +1,8 @@
 //! Wall-clock time in epoch milliseconds, and its ISO-8601 wire form.
 
 use serde_json::Value;
-use time::{OffsetDateTime, format_description::well_known::Rfc3339};
+use time::OffsetDateTime;
+use time::format_description::well_known::{Iso8601, Rfc3339};
 
 /// Epoch milliseconds, the unit every stored time is kept in.
 pub(crate) type Millis = i64;
@@ -42,7 +43,12 @@ pub(crate) fn parse_time(value: &Value) -> Option<Millis> {
             f.trunc() as Millis
         }
         Value::String(s) => {
-            let dt = OffsetDateTime::parse(s, &Rfc3339).ok()?;
+            let dt = OffsetDateTime::parse(s, &Rfc3339)
+                .or_else(|_| {
+                    // ISO-8601 without an offset: read as UTC.
+                    time::PrimitiveDateTime::parse(s, &Iso8601::DEFAULT).map(|p| p.assume_utc())
+                })
+                .ok()?;
             (dt.unix_timestamp_nanos() / 1_000_000) as Millis
         }
         _ => return None,
@@ -66,6 +72,8 @@ mod tests {
         assert_eq!(parse_time(&json!("2026-01-16T08:30:00.000Z")), Some(1_768_552_200_000));
         assert_eq!(parse_time(&json!("2026-01-16T15:30:00+07:00")), Some(1_768_552_200_000));
         assert_eq!(parse_time(&json!(1_768_552_200_000_i64)), Some(1_768_552_200_000));
+        assert_eq!(parse_time(&json!("2026-01-16T08:30:00")), Some(1_768_552_200_000), "no offset: UTC");
+        assert_eq!(parse_time(&json!("2026-01-16T08:30:00.250")), Some(1_768_552_200_250));
     }
 
     #[test]

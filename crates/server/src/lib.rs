@@ -59,6 +59,9 @@ use storage::EventLog;
 use storage::sqlite::SqliteLog;
 use stream::StreamDeps;
 
+/// How long open HTTP requests may take to finish once shutdown starts.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+
 /// Why the server could not run.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -153,7 +156,17 @@ pub async fn serve(listener: TcpListener, config: ServerConfig, shutdown: Cancel
             io.close().await;
         })
     };
-    let served = axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned()).await;
+    let graceful = axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    // A request still open after the grace period (an Engine.IO long-poll
+    // of a session that never joined a namespace, a slow client) does not
+    // hold the process: acked events are already committed.
+    let served = tokio::select! {
+        r = graceful => r,
+        () = async { shutdown.cancelled().await; tokio::time::sleep(SHUTDOWN_GRACE).await } => {
+            tracing::info!("requests still open after the shutdown grace period; closing them");
+            Ok(())
+        }
+    };
     shutdown.cancel();
     let _ = closer.await;
     tracker.close();

@@ -1,4 +1,5 @@
 //! Tokens at the handshake and for the life of a socket.
+#![allow(clippy::unwrap_used)]
 
 mod common;
 use common::*;

@@ -1,5 +1,6 @@
 //! A driver's fix is acked only once stored, reaches watchers once, and
 //! never reaches other drivers.
+#![allow(clippy::unwrap_used)]
 
 mod common;
 use common::*;

@@ -1,5 +1,6 @@
 //! Resume: a watcher that was away gets exactly what it missed, in order,
 //! then `sync:complete`, then live events — also across a restart.
+#![allow(clippy::unwrap_used)]
 
 mod common;
 use common::*;

@@ -68,10 +68,10 @@ impl Fleet {
                 if !outdated {
                     state.position =
                         Some(Position { lat: fix.lat, lng: fix.lng, recorded_at: fix.recorded_at, effective_at });
-                    // A late fix's status is history too: it must not undo a newer status.
-                    if let Some(status) = fix.status {
-                        state.status = status;
-                    }
+                }
+                // Contract §3: a fix's status sets the current status, late or not.
+                if let Some(status) = fix.status {
+                    state.status = status;
                 }
             }
             Body::Status(status) => {
@@ -116,7 +116,7 @@ mod tests {
         assert_eq!(apply(&mut fleet, 1_000, 3_000, Some(DriverStatus::Busy))["outdated"], true);
         let state = fleet.get(&DriverId::new("d")).unwrap();
         assert_eq!(state.position.unwrap().recorded_at, 2_000);
-        assert_eq!(state.status, DriverStatus::Available, "a late fix's status does not apply");
+        assert_eq!(state.status, DriverStatus::Busy, "a fix's status applies, late or not (contract §3)");
     }
 
     #[test]

@@ -23,6 +23,7 @@ use socketioxide::extract::SocketRef;
 use socketioxide::socket::Sid;
 use socketioxide::{SendError, SocketError};
 use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
 use wecare_proto::{Seq, event};
 
 use super::StreamDeps;
@@ -47,6 +48,8 @@ pub(crate) enum Command {
 #[derive(Debug)]
 pub(crate) struct Join {
     pub(crate) socket: SocketRef,
+    /// Cancelled when the watcher's session ends (token expired, socket gone).
+    pub(crate) stop: CancellationToken,
     pub(crate) after: Seq,
     /// Set for a client-requested replay: `sync:complete` goes out on joining.
     pub(crate) sync: Option<SyncProgress>,
@@ -84,6 +87,7 @@ struct SyncComplete<'a> {
 
 struct LiveWatcher {
     socket: SocketRef,
+    stop: CancellationToken,
     /// Events at or below this were delivered before joining.
     after: Seq,
 }
@@ -138,6 +142,10 @@ impl Fanout {
         let mut i = 0;
         while i < self.live.len() {
             let w = &self.live[i];
+            if w.stop.is_cancelled() {
+                self.live.swap_remove(i);
+                continue;
+            }
             let mut outcome = Write::Sent;
             let mut last_sent = w.after;
             for ev in events.iter().filter(|e| e.seq > w.after) {
@@ -159,7 +167,7 @@ impl Fanout {
                     let w = self.live.swap_remove(i);
                     self.deps.metrics.watchers_behind.fetch_add(1, Relaxed);
                     tracing::info!(sid = %w.socket.id, after = last_sent.0, "watcher fell behind; catching up from storage");
-                    replay::spawn(&self.deps, w.socket, Start::CatchUp(last_sent));
+                    replay::spawn(&self.deps, w.socket, Start::CatchUp(last_sent), w.stop);
                 }
             }
         }
@@ -168,7 +176,7 @@ impl Fanout {
     }
 
     fn join(&mut self, join: Join) {
-        let Join { socket, after, sync, reply } = join;
+        let Join { socket, stop, after, sync, reply } = join;
         let mut cursor = after;
         let mut sent = 0u64;
         if let Some(front) = self.ring.front() {
@@ -207,7 +215,7 @@ impl Fanout {
                 return;
             }
         }
-        self.live.push(LiveWatcher { socket, after: cursor });
+        self.live.push(LiveWatcher { socket, stop, after: cursor });
         let _ = reply.send(Joined::Live);
     }
 }

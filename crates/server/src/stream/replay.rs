@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use socketioxide::extract::SocketRef;
 use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
 use wecare_proto::{Seq, event};
 
 use super::StreamDeps;
@@ -42,25 +43,40 @@ pub(crate) enum Start {
 #[derive(Debug)]
 struct Stop;
 
-impl From<crate::storage::StorageError> for Stop {
-    fn from(e: crate::storage::StorageError) -> Self {
-        tracing::warn!(error = %e, "replay stopped by a storage error");
-        Stop
-    }
-}
-
-pub(crate) fn spawn(deps: &Arc<StreamDeps>, socket: SocketRef, start: Start) {
+/// Runs the replay for `socket` until it is live, gone, or `stop` fires
+/// (its session ended: a socket never outlives its token, also mid-replay).
+pub(crate) fn spawn(deps: &Arc<StreamDeps>, socket: SocketRef, start: Start, stop: CancellationToken) {
     let deps = Arc::clone(deps);
     let tracker = deps.tracker.clone();
     tracker.spawn(async move {
         tokio::select! {
-            _ = drive(&deps, &socket, start) => {}
-            () = deps.shutdown.cancelled() => {}
+            _ = drive(&deps, &socket, start, &stop) => {}
+            () = stop.cancelled() => {}
         }
     });
 }
 
-async fn drive(deps: &Arc<StreamDeps>, socket: &SocketRef, start: Start) -> Result<(), Stop> {
+/// Retries a storage read until it succeeds: a watcher waits through a
+/// storage hiccup instead of being left connected without events.
+async fn read_retrying<T, F, Fut>(mut read: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, crate::storage::StorageError>>,
+{
+    let mut delay = Duration::from_millis(100);
+    loop {
+        match read().await {
+            Ok(v) => return v,
+            Err(e) => {
+                tracing::warn!(error = %e, "replay read failed; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+async fn drive(deps: &Arc<StreamDeps>, socket: &SocketRef, start: Start, stop: &CancellationToken) -> Result<(), Stop> {
     let (mut cursor, mut sync) = match start {
         Start::Snapshot => (send_snapshot(deps, socket).await?, None),
         Start::Resume(last) if last > deps.log.head() => (send_snapshot(deps, socket).await?, None),
@@ -68,7 +84,7 @@ async fn drive(deps: &Arc<StreamDeps>, socket: &SocketRef, start: Start) -> Resu
         Start::CatchUp(after) => (after, None),
     };
     loop {
-        let page = deps.log.read_after(cursor, PAGE).await?;
+        let page = read_retrying(|| deps.log.read_after(cursor, PAGE)).await;
         if page.gap {
             // Retention dropped events this watcher needs: start over from state.
             cursor = send_snapshot(deps, socket).await?;
@@ -88,7 +104,7 @@ async fn drive(deps: &Arc<StreamDeps>, socket: &SocketRef, start: Start) -> Resu
             continue;
         }
         let (reply, joined) = oneshot::channel();
-        let join = Join { socket: socket.clone(), after: cursor, sync, reply };
+        let join = Join { socket: socket.clone(), stop: stop.clone(), after: cursor, sync, reply };
         deps.fanout.send(Command::Join(join)).await.map_err(|_| Stop)?;
         match joined.await.map_err(|_| Stop)? {
             Joined::Live => return Ok(()),
@@ -103,7 +119,7 @@ async fn drive(deps: &Arc<StreamDeps>, socket: &SocketRef, start: Start) -> Resu
 }
 
 async fn send_snapshot(deps: &StreamDeps, socket: &SocketRef) -> Result<Seq, Stop> {
-    let snap = deps.log.snapshot().await?;
+    let snap = read_retrying(|| deps.log.snapshot()).await;
     let payload = snapshot::payload(deps.log.stream_id(), snap, &deps.presence);
     let seq = payload.seq;
     let mut waited = Duration::ZERO;

@@ -27,6 +27,10 @@ impl ApiError {
         Self::new(ErrorCode::InvalidPayload, message)
     }
 
+    pub(crate) fn status(status: StatusCode, code: ErrorCode, message: &str) -> Self {
+        Self { status, body: ErrorBody::new(code, message) }
+    }
+
     pub(crate) fn not_found() -> Self {
         Self { status: StatusCode::NOT_FOUND, body: ErrorBody::new(ErrorCode::InvalidPayload, "no such route") }
     }

@@ -42,7 +42,7 @@ impl SyncQuery {
     }
 
     /// From an `events:sync` payload `{ since, limit, streamId? }`.
-    pub(crate) fn from_json(v: &Value) -> Result<Self, Rejection> {
+    pub(crate) fn from_json(v: &Value, stream_id: &str) -> Result<Self, Rejection> {
         let obj = match v {
             Value::Object(o) => o,
             Value::Null => return Ok(Self::new(None, None, false)),
@@ -54,7 +54,8 @@ impl SyncQuery {
                 Some(v) => parse_count(v).map(Some).ok_or(bad("since and limit must be non-negative integers")),
             }
         };
-        Ok(Self::new(field("since")?, field("limit")?, false))
+        let foreign = matches!(obj.get("streamId"), Some(Value::String(id)) if id != stream_id);
+        Ok(Self::new(field("since")?, field("limit")?, foreign))
     }
 }
 

@@ -44,6 +44,10 @@ pub(crate) fn routes(state: SharedState) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .fallback(|| async { ApiError::not_found() })
+        .method_not_allowed_fallback(|| async {
+            ApiError::status(StatusCode::METHOD_NOT_ALLOWED, ErrorCode::InvalidPayload, "method not allowed")
+        })
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
 }
@@ -79,6 +83,19 @@ fn forbidden() -> ApiError {
     ApiError::new(ErrorCode::Forbidden, "Forbidden")
 }
 
+/// Query parameters; a malformed query string is a JSON 400 like every error.
+struct Params<T>(T);
+
+impl<T: serde::de::DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Params<T> {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Query(v)| Self(v))
+            .map_err(|_| ApiError::payload("malformed query string"))
+    }
+}
+
 /// A JSON body: 413 over [`MAX_BODY`], 400 when it is not JSON.
 struct JsonBody(Value);
 
@@ -96,13 +113,6 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
     }
 }
 
-#[derive(Serialize)]
-struct SingleFailure<'a> {
-    #[serde(flatten)]
-    item: AckItem<'a>,
-    results: [AckItem<'a>; 1],
-}
-
 async fn post_locations(State(app): State<SharedState>, who: Bearer, JsonBody(body): JsonBody) -> Response {
     let who = match who.driver() {
         Ok(p) => p,
@@ -116,14 +126,13 @@ async fn post_locations(State(app): State<SharedState>, who: Bearer, JsonBody(bo
         let outcomes = app.ingest.fixes(&who, items).await;
         return Json(BatchAck::new(&outcomes)).into_response();
     }
-    let outcomes = app.ingest.fixes(&who, std::slice::from_ref(&body)).await;
-    match outcomes.first() {
-        Some(Err(r)) => {
-            let body = SingleFailure { item: AckItem::from(&outcomes[0]), results: [AckItem::from(&outcomes[0])] };
-            (status_of(r.code), Json(body)).into_response()
-        }
-        _ => Json(BatchAck::new(&outcomes)).into_response(),
+    if !body.is_object() {
+        return ApiError::payload("body must be one update or { updates: [...] }").into_response();
     }
+    // One update or a batch, the answer is the same shape (contract §6):
+    // 200 with one result per update, exactly as the socket acks them.
+    let outcomes = app.ingest.fixes(&who, std::slice::from_ref(&body)).await;
+    Json(BatchAck::new(&outcomes)).into_response()
 }
 
 async fn post_status(State(app): State<SharedState>, who: Bearer, JsonBody(body): JsonBody) -> Response {
@@ -156,7 +165,7 @@ fn count_param(v: Option<&String>, name: &str) -> Result<Option<u64>, ApiError> 
 async fn get_events(
     State(app): State<SharedState>,
     who: Bearer,
-    Query(params): Query<EventsParams>,
+    Params(params): Params<EventsParams>,
 ) -> Result<Json<EventsPage>, ApiError> {
     who.watcher()?;
     let since = count_param(params.since.as_ref(), "since")?;
@@ -217,7 +226,7 @@ async fn get_track(
     State(app): State<SharedState>,
     who: Bearer,
     Path(driver_id): Path<String>,
-    Query(params): Query<TrackParams>,
+    Params(params): Params<TrackParams>,
 ) -> Result<Json<Track>, ApiError> {
     who.watcher()?;
     let from = time_param(params.from.as_ref(), "from")?.unwrap_or(0);

@@ -7,5 +7,6 @@ pub(crate) mod error;
 pub(crate) mod events_page;
 pub(crate) mod http;
 pub(crate) mod origin;
+pub(crate) mod reply;
 pub(crate) mod session;
 pub(crate) mod socket;

@@ -2,8 +2,8 @@
 //! `auth:expiring` before `exp`, and at `exp` without a refresh emit
 //! `auth:expired` and disconnect. A socket never outlives its token.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -26,6 +26,15 @@ pub(crate) struct Session {
     refreshed: Notify,
     /// Cancelled when the socket disconnects (or the server stops).
     pub(crate) closed: CancellationToken,
+    lifecycle: Mutex<Lifecycle>,
+    expired_once: std::sync::atomic::AtomicBool,
+}
+
+/// Connect and disconnect handlers run as separate tasks in either order.
+#[derive(Debug, Default)]
+struct Lifecycle {
+    joined: bool,
+    left: bool,
 }
 
 /// The session as stored in the socket's extensions.
@@ -48,7 +57,29 @@ impl Session {
     pub(crate) fn new(principal: Principal, leeway_secs: u64, closed: CancellationToken) -> Self {
         let expires_at = AtomicI64::new(principal.expires_at.saturating_mul(1000));
         let leeway_ms = i64::try_from(leeway_secs).unwrap_or(i64::MAX / 2).saturating_mul(1000);
-        Self { principal, expires_at, leeway_ms, refreshed: Notify::new(), closed }
+        Self {
+            principal,
+            expires_at,
+            leeway_ms,
+            refreshed: Notify::new(),
+            closed,
+            lifecycle: Mutex::default(),
+            expired_once: Default::default(),
+        }
+    }
+
+    /// The connect handler starts; false when the socket already left.
+    pub(crate) fn mark_joined(&self) -> bool {
+        let mut l = self.lifecycle.lock().unwrap_or_else(|e| e.into_inner());
+        l.joined = !l.left;
+        l.joined
+    }
+
+    /// The socket left; true when the connect handler had set it up.
+    pub(crate) fn mark_left(&self) -> bool {
+        let mut l = self.lifecycle.lock().unwrap_or_else(|e| e.into_inner());
+        l.left = true;
+        l.joined
     }
 
     pub(crate) fn expires_at_ms(&self) -> i64 {
@@ -71,6 +102,39 @@ impl Session {
     }
 }
 
+/// Ends the session at its token's expiry: deliveries stop at once, then
+/// `auth:expired` and a namespace disconnect go out. Both are retried while
+/// the socket's send buffer is full (a watcher mid-replay), so a socket
+/// never outlives its token. Runs once per session.
+pub(crate) fn expire(socket: &SocketRef, session: &Arc<Session>) {
+    if session.expired_once.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    session.closed.cancel();
+    let (socket, exp) = (socket.clone(), session.expires_at_ms());
+    tokio::spawn(async move {
+        let mut expired_sent = false;
+        for _ in 0..1000 {
+            if !expired_sent {
+                match socket.emit(event::AUTH_EXPIRED, &Expired { expired_at: iso(exp) }) {
+                    Ok(()) => expired_sent = true,
+                    Err(socketioxide::SendError::Socket(socketioxide::SocketError::InternalChannelFull)) => {}
+                    Err(_) => return,
+                }
+            }
+            if expired_sent {
+                match socket.clone().disconnect() {
+                    Err(socketioxide::SocketError::InternalChannelFull) => {}
+                    _ => return,
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        tracing::warn!(sid = %socket.id, "could not close an expired socket; the heartbeat will");
+    });
+    tracing::debug!("token expired; socket closed");
+}
+
 /// Runs the token clock of `socket` until it disconnects.
 pub(crate) fn spawn_expiry_clock(tracker: &TaskTracker, socket: SocketRef, session: Arc<Session>, warning: Duration) {
     let warning_ms = i64::try_from(warning.as_millis()).unwrap_or(i64::MAX / 2);
@@ -81,9 +145,7 @@ pub(crate) fn spawn_expiry_clock(tracker: &TaskTracker, socket: SocketRef, sessi
             let deadline = session.deadline_ms();
             let now = now_ms();
             let next = if now >= deadline {
-                let _ = socket.emit(event::AUTH_EXPIRED, &Expired { expired_at: iso(exp) });
-                tracing::debug!(sid = %socket.id, "token expired; disconnecting");
-                let _ = socket.clone().disconnect();
+                expire(&socket, &session);
                 return;
             } else if warned_for != Some(exp) && now >= exp - warning_ms {
                 let _ = socket.emit(event::AUTH_EXPIRING, &Expiring { expires_at: iso(exp) });

@@ -4,7 +4,6 @@
 //! Every handler takes raw values (`TryData<Value>`) and answers every ack:
 //! a payload that does not decode gets `INVALID_PAYLOAD`, never silence.
 
-use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Instant;
@@ -12,13 +11,13 @@ use std::time::Instant;
 use serde::Serialize;
 use serde_json::Value;
 use socketioxide::SocketIo;
-use socketioxide::adapter::Adapter;
-use socketioxide::extract::{AckSender, SocketRef, State, TryData};
-use socketioxide::handler::{ConnectHandler, FromMessageParts, Value as WireValue};
-use socketioxide::socket::{DisconnectReason, Socket};
+use socketioxide::extract::{SocketRef, State, TryData};
+use socketioxide::handler::ConnectHandler;
+use socketioxide::socket::DisconnectReason;
 use wecare_proto::{ErrorCode, NAMESPACE, Seq, event};
 
-use super::ack::{AckItem, BatchAck, ErrorBody, ErrorEvent};
+use super::ack::{AckItem, BatchAck, ErrorBody};
+use super::reply::Reply;
 use super::session::{Session, SessionRef, spawn_expiry_clock};
 use crate::app::SharedState;
 use crate::clock::{iso, now_ms};
@@ -28,17 +27,6 @@ use crate::ingest::Outcome;
 use crate::stream::fanout::Command;
 use crate::stream::replay::{self, Start};
 use crate::transport::events_page::{EventsPage, SyncQuery};
-
-/// Whether the client asked for an ack (socketioxide's `AckSender` hides it;
-/// without one, failures go out as an `error` event, as the original did).
-struct AckRequested(bool);
-
-impl<A: Adapter> FromMessageParts<A> for AckRequested {
-    type Error = Infallible;
-    fn from_message_parts(_: &Arc<Socket<A>>, _: &mut WireValue, ack_id: &Option<i64>) -> Result<Self, Infallible> {
-        Ok(Self(ack_id.is_some()))
-    }
-}
 
 /// Registers the namespace.
 pub(crate) fn attach(io: &SocketIo) {
@@ -75,6 +63,10 @@ async fn authenticate(
             let closed = app.stream.shutdown.child_token();
             let session = Session::new(principal, app.config.jwt_leeway_secs, closed);
             s.extensions.insert(SessionRef(Arc::new(session)));
+            // Handlers are bound here, before the CONNECT reply goes out:
+            // socketioxide runs the connect handler as a separate task after
+            // replying, and a client may send its first event right away.
+            register_handlers(&s);
             Ok(())
         }
         Err(e) => {
@@ -101,18 +93,11 @@ async fn on_connect(s: SocketRef, TryData(auth): TryData<Value>, State(app): Sta
         format!("role:{}", p.role.to_ascii_lowercase()),
     ]);
 
-    s.on(event::LOCATION_UPDATE, on_location_update);
-    s.on(event::LOCATION_BATCH, on_location_batch);
-    s.on(event::DRIVER_STATUS, on_driver_status);
-    s.on(event::DRIVER_STATUS_UPDATE, on_driver_status);
-    s.on(event::EVENTS_SYNC, on_events_sync);
-    s.on(event::AUTH_REFRESH, on_auth_refresh);
-    s.on_fallback(async |AckRequested(wants): AckRequested, ack: AckSender| {
-        if wants {
-            let _ = ack.send(&ErrorBody::new(ErrorCode::InvalidPayload, "unknown event"));
-        }
-    });
-    s.on_disconnect(on_disconnect);
+    // The disconnect handler may already have run (a socket that closed at
+    // once): then there is nothing to set up, and nothing it would undo.
+    if !session.mark_joined() {
+        return;
+    }
 
     if let Some(driver) = p.driver_id() {
         app.metrics.connections_drivers.fetch_add(1, Relaxed);
@@ -124,9 +109,24 @@ async fn on_connect(s: SocketRef, TryData(auth): TryData<Value>, State(app): Sta
         app.metrics.connections_watchers.fetch_add(1, Relaxed);
         let start = watcher_start(auth.as_ref().ok(), app.stream.log.stream_id());
         tracing::debug!(sid = %s.id, subject = %p.subject, ?start, "watcher connected");
-        replay::spawn(&app.stream, s.clone(), start);
+        replay::spawn(&app.stream, s.clone(), start, session.closed.clone());
     }
     spawn_expiry_clock(&app.stream.tracker, s.clone(), Arc::clone(&session), app.config.auth_expiry_warning);
+}
+
+fn register_handlers(s: &SocketRef) {
+    s.on(event::LOCATION_UPDATE, on_location_update);
+    s.on(event::LOCATION_BATCH, on_location_batch);
+    s.on(event::DRIVER_STATUS, on_driver_status);
+    s.on(event::DRIVER_STATUS_UPDATE, on_driver_status);
+    s.on(event::EVENTS_SYNC, on_events_sync);
+    s.on(event::AUTH_REFRESH, on_auth_refresh);
+    s.on_fallback(async |reply: Reply| {
+        // Unknown events: an error ack when one was asked for, else ignored.
+        let unknown = ErrorBody::new(ErrorCode::InvalidPayload, "unknown event");
+        reply.send(&unknown, None).await;
+    });
+    s.on_disconnect(on_disconnect);
 }
 
 /// Where a watcher starts, from `auth.lastSeq` / `auth.streamId`.
@@ -149,6 +149,9 @@ async fn on_disconnect(s: SocketRef, reason: DisconnectReason, State(app): State
         return;
     };
     session.closed.cancel();
+    if !session.mark_left() {
+        return;
+    }
     if let Some(driver) = session.principal.driver_id() {
         app.metrics.connections_drivers.fetch_sub(1, Relaxed);
         if let Some(generation) = app.stream.presence.disconnected(driver) {
@@ -188,35 +191,24 @@ fn announce_presence(app: &SharedState, driver: wecare_proto::DriverId, online: 
 fn live_session(s: &SocketRef) -> Result<Arc<Session>, Rejection> {
     let session = session_of(s).ok_or(Rejection::new(ErrorCode::AuthRequired, "no session"))?;
     if session.is_expired() {
-        let _ = s.clone().disconnect();
+        // The expiry clock may not have fired yet: end the session now.
+        super::session::expire(s, &session);
         return Err(Rejection::new(ErrorCode::TokenExpired, "Token expired"));
     }
     Ok(session)
 }
 
-/// Answers through the ack, or — without an ack callback — reports a
-/// failure as an `error` event.
-fn respond(s: &SocketRef, wants_ack: bool, ack: AckSender, body: &impl Serialize, failure: Option<&Rejection>) {
-    if wants_ack {
-        let _ = ack.send(body);
-    } else if let Some(r) = failure {
-        let _ = s.emit(event::ERROR, &ErrorEvent { code: r.code, message: r.message });
-    }
+async fn respond_outcome(reply: Reply, outcome: &Outcome) {
+    reply.send(&AckItem::from(outcome), outcome.as_ref().err()).await;
 }
 
-fn respond_outcome(s: &SocketRef, wants_ack: bool, ack: AckSender, outcome: &Outcome) {
-    respond(s, wants_ack, ack, &AckItem::from(outcome), outcome.as_ref().err());
+async fn refuse(reply: Reply, r: &Rejection) {
+    reply.send(&ErrorBody::from(r), Some(r)).await;
 }
 
 const NOT_JSON: Rejection = Rejection::new(ErrorCode::InvalidPayload, "payload is not valid JSON");
 
-async fn on_location_update(
-    s: SocketRef,
-    TryData(data): TryData<Value>,
-    AckRequested(wants): AckRequested,
-    ack: AckSender,
-    State(app): State<SharedState>,
-) {
+async fn on_location_update(s: SocketRef, TryData(data): TryData<Value>, reply: Reply, State(app): State<SharedState>) {
     let started = Instant::now();
     let outcome = match (live_session(&s), data) {
         (Err(r), _) => Err(r),
@@ -226,69 +218,59 @@ async fn on_location_update(
             out.pop().unwrap_or(Err(NOT_JSON))
         }
     };
-    respond_outcome(&s, wants, ack, &outcome);
+    respond_outcome(reply, &outcome).await;
     app.metrics.ack_latency.observe(started.elapsed());
 }
 
-async fn on_location_batch(
-    s: SocketRef,
-    TryData(data): TryData<Value>,
-    AckRequested(wants): AckRequested,
-    ack: AckSender,
-    State(app): State<SharedState>,
-) {
+async fn on_location_batch(s: SocketRef, TryData(data): TryData<Value>, reply: Reply, State(app): State<SharedState>) {
     let started = Instant::now();
     let session = match live_session(&s) {
         Ok(session) => session,
-        Err(r) => return respond(&s, wants, ack, &ErrorBody::from(&r), Some(&r)),
+        Err(r) => return refuse(reply, &r).await,
     };
+    if session.principal.driver_id().is_none() {
+        let r = Rejection::new(ErrorCode::Forbidden, "only drivers may send this");
+        app.metrics.rejected(r.code);
+        return refuse(reply, &r).await;
+    }
     let items = match data.as_ref().map_err(|_| NOT_JSON).and_then(validate::batch_items) {
         Ok(items) => items,
-        Err(r) => return respond(&s, wants, ack, &ErrorBody::from(&r), Some(&r)),
+        Err(r) => return refuse(reply, &r).await,
     };
     let outcomes = app.ingest.fixes(&session.principal, items).await;
     let first_failure = outcomes.iter().find_map(|o| o.as_ref().err());
-    respond(&s, wants, ack, &BatchAck::new(&outcomes), first_failure);
+    reply.send(&BatchAck::new(&outcomes), first_failure).await;
     app.metrics.ack_latency.observe(started.elapsed());
 }
 
-async fn on_driver_status(
-    s: SocketRef,
-    TryData(data): TryData<Value>,
-    AckRequested(wants): AckRequested,
-    ack: AckSender,
-    State(app): State<SharedState>,
-) {
+async fn on_driver_status(s: SocketRef, TryData(data): TryData<Value>, reply: Reply, State(app): State<SharedState>) {
     let outcome = match (live_session(&s), data) {
         (Err(r), _) => Err(r),
         (Ok(_), Err(_)) => Err(NOT_JSON),
         (Ok(session), Ok(v)) => app.ingest.status(&session.principal, &v).await,
     };
-    respond_outcome(&s, wants, ack, &outcome);
+    respond_outcome(reply, &outcome).await;
 }
 
-async fn on_events_sync(
-    s: SocketRef,
-    TryData(data): TryData<Value>,
-    AckRequested(wants): AckRequested,
-    ack: AckSender,
-    State(app): State<SharedState>,
-) {
+async fn on_events_sync(s: SocketRef, TryData(data): TryData<Value>, reply: Reply, State(app): State<SharedState>) {
     let result = match live_session(&s) {
         Err(r) => Err(r),
         Ok(session) if !session.principal.is_watcher() => {
             Err(Rejection::new(ErrorCode::Forbidden, "only watchers may read the stream"))
         }
-        Ok(_) => match data.as_ref().map_err(|_| NOT_JSON).and_then(SyncQuery::from_json) {
-            Err(r) => Err(r),
-            Ok(q) => EventsPage::read(app.stream.log.as_ref(), q)
-                .await
-                .map_err(|_| Rejection::new(ErrorCode::Unavailable, "storage unavailable")),
-        },
+        Ok(_) => {
+            match data.as_ref().map_err(|_| NOT_JSON).and_then(|v| SyncQuery::from_json(v, app.stream.log.stream_id()))
+            {
+                Err(r) => Err(r),
+                Ok(q) => EventsPage::read(app.stream.log.as_ref(), q)
+                    .await
+                    .map_err(|_| Rejection::new(ErrorCode::Unavailable, "storage unavailable")),
+            }
+        }
     };
     match result {
-        Ok(page) => respond(&s, wants, ack, &page, None),
-        Err(r) => respond(&s, wants, ack, &ErrorBody::from(&r), Some(&r)),
+        Ok(page) => reply.send(&page, None).await,
+        Err(r) => refuse(reply, &r).await,
     }
 }
 
@@ -299,16 +281,16 @@ struct Refreshed {
     expires_at: String,
 }
 
-async fn on_auth_refresh(
-    s: SocketRef,
-    TryData(data): TryData<Value>,
-    AckRequested(wants): AckRequested,
-    ack: AckSender,
-    State(app): State<SharedState>,
-) {
+async fn on_auth_refresh(s: SocketRef, TryData(data): TryData<Value>, reply: Reply, State(app): State<SharedState>) {
     let Some(session) = session_of(&s) else {
         return;
     };
+    if session.is_expired() {
+        // Too late: the socket is being closed (contract §2).
+        let late = Rejection::new(ErrorCode::TokenExpired, "Token expired");
+        super::session::expire(&s, &session);
+        return refuse(reply, &late).await;
+    }
     let token = data.ok().and_then(|v| v.get("token").and_then(Value::as_str).map(str::to_string));
     let verified = match token {
         None => Err(AuthError::Required),
@@ -318,7 +300,7 @@ async fn on_auth_refresh(
         Ok(p) if session.principal.same_identity(&p) => {
             session.refresh(p.expires_at);
             let ok = Refreshed { status: "ok", expires_at: iso(p.expires_at.saturating_mul(1000)) };
-            return respond(&s, wants, ack, &ok, None);
+            return reply.send(&ok, None).await;
         }
         Ok(_) => Rejection::new(ErrorCode::Forbidden, "the new token is for another identity or role"),
         Err(AuthError::Expired) => Rejection::new(ErrorCode::TokenExpired, "Token expired"),
@@ -326,5 +308,5 @@ async fn on_auth_refresh(
         Err(AuthError::Forbidden) => Rejection::new(ErrorCode::Forbidden, "Forbidden"),
         Err(AuthError::Invalid) => Rejection::new(ErrorCode::InvalidToken, "Invalid token"),
     };
-    respond(&s, wants, ack, &ErrorBody::from(&refused), Some(&refused));
+    refuse(reply, &refused).await;
 }
