@@ -92,6 +92,9 @@ struct ServeArgs {
     /// Service secret of POST /api/realtime/notify (route off when unset).
     #[arg(long, env = "NOTIFY_SECRET", hide_env_values = true)]
     notify_secret: Option<String>,
+    /// Sockets one user may hold open; opening one more closes the oldest.
+    #[arg(long, env = "MAX_CONNECTIONS_PER_USER", default_value_t = 5)]
+    max_connections_per_user: usize,
 }
 
 #[derive(Debug, Args)]
@@ -188,6 +191,7 @@ fn serve_config(args: &ServeArgs) -> anyhow::Result<ServerConfig> {
         auth_expiry_warning: Duration::from_millis(args.auth_expiry_warning_ms),
         retention: Duration::from_secs_f64(args.retention_hours * 3600.0),
         notify_secret: non_empty(args.notify_secret.clone()),
+        max_connections_per_user: args.max_connections_per_user.max(1),
     })
 }
 

@@ -15,6 +15,7 @@ pub(crate) struct AppState {
     pub(crate) ingest: Ingest,
     pub(crate) stream: Arc<StreamDeps>,
     pub(crate) metrics: Arc<Metrics>,
+    pub(crate) connections: crate::transport::connections::Connections,
     /// Set once the Socket.io layer is built (the layer needs the state first).
     pub(crate) io: std::sync::OnceLock<socketioxide::SocketIo>,
 }

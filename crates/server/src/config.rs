@@ -35,6 +35,9 @@ pub struct ServerConfig {
     pub retention: Duration,
     /// Service secret of `POST /api/realtime/notify`; the route is off when `None`.
     pub notify_secret: Option<String>,
+    /// Sockets one user may hold open; the oldest is closed beyond it.
+    /// Defaults to 5.
+    pub max_connections_per_user: usize,
 }
 
 /// The default watcher roles of the contract.
@@ -62,6 +65,7 @@ impl Default for ServerConfig {
             auth_expiry_warning: Duration::from_millis(60_000),
             retention: Duration::from_secs(24 * 3600),
             notify_secret: None,
+            max_connections_per_user: 5,
         }
     }
 }
@@ -81,6 +85,7 @@ impl std::fmt::Debug for ServerConfig {
             .field("auth_expiry_warning", &self.auth_expiry_warning)
             .field("retention", &self.retention)
             .field("notify", &self.notify_secret.is_some())
+            .field("max_connections_per_user", &self.max_connections_per_user)
             .finish_non_exhaustive()
     }
 }

@@ -119,6 +119,7 @@ pub async fn serve(listener: TcpListener, config: ServerConfig, shutdown: Cancel
         metrics,
         config: config.clone(),
         io: std::sync::OnceLock::new(),
+        connections: transport::connections::Connections::new(config.max_connections_per_user),
     });
 
     let max = transport::http::MAX_BODY;

@@ -70,3 +70,18 @@ async fn refresh_moves_expiry_and_keeps_the_socket() {
 fn driver_token_with_exp(driver: &str, exp: u64) -> String {
     token(json!({"id": format!("u-{driver}"), "role": "driver", "driver_id": driver, "exp": exp}))
 }
+
+#[tokio::test]
+async fn a_sixth_socket_of_one_user_closes_the_oldest() {
+    let server = TestServer::start().await;
+    let (_first, mut first_events) = server.watcher().await;
+    first_events.next_named("drivers:snapshot").await;
+    let mut others = Vec::new();
+    for _ in 0..5 {
+        others.push(server.watcher().await);
+    }
+    assert_eq!(first_events.next_named("__disconnected").await, "io server disconnect");
+    for (client, _) in &others {
+        assert!(client.is_connected(), "only the oldest socket is closed");
+    }
+}

@@ -98,6 +98,10 @@ async fn on_connect(s: SocketRef, TryData(auth): TryData<Value>, State(app): Sta
     if !session.mark_joined() {
         return;
     }
+    for evicted in app.connections.admit(&p.subject, s.clone()) {
+        tracing::info!(subject = %p.subject, sid = %evicted.id, "too many sockets for one user; closing the oldest");
+        let _ = evicted.disconnect();
+    }
 
     if let Some(driver) = p.driver_id() {
         app.metrics.connections_drivers.fetch_add(1, Relaxed);
@@ -152,6 +156,7 @@ async fn on_disconnect(s: SocketRef, reason: DisconnectReason, State(app): State
     if !session.mark_left() {
         return;
     }
+    app.connections.remove(&session.principal.subject, s.id);
     if let Some(driver) = session.principal.driver_id() {
         app.metrics.connections_drivers.fetch_sub(1, Relaxed);
         if let Some(generation) = app.stream.presence.disconnected(driver) {
