@@ -7,6 +7,7 @@
 //! told otherwise, and stops by itself after `--warmup + --duration` (plus a
 //! bounded drain).
 
+mod catchup;
 mod driver;
 mod idle;
 mod load;
@@ -71,6 +72,11 @@ pub(crate) struct BenchArgs {
     /// Seconds to wait with the idle connections open before measuring.
     #[arg(long, env = "BENCH_SETTLE", default_value_t = 30)]
     settle: u64,
+    /// Separate mode: one watcher resumes with this `lastSeq` and the time
+    /// until `sync:complete` is reported (fill the store first, e.g. with a
+    /// --max-rate run).
+    #[arg(long, env = "BENCH_CATCH_UP_FROM")]
+    catch_up_from: Option<u64>,
     /// Print the results as one JSON object on stdout instead of text.
     #[arg(long, env = "BENCH_JSON")]
     json: bool,
@@ -98,6 +104,7 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
     match Plan::try_from(args)? {
         Plan::Load(config) => load::run(config).await,
         Plan::Idle(config) => idle::run(config).await,
+        Plan::CatchUp(config) => catchup::run(config).await,
     }
 }
 
@@ -145,6 +152,14 @@ struct Target {
 enum Plan {
     Load(LoadConfig),
     Idle(IdleConfig),
+    CatchUp(CatchUpConfig),
+}
+
+/// Validated settings of a catch-up run.
+#[derive(Debug, Clone)]
+struct CatchUpConfig {
+    target: Target,
+    from: u64,
 }
 
 impl TryFrom<BenchArgs> for Plan {
@@ -161,6 +176,9 @@ impl TryFrom<BenchArgs> for Plan {
         }
         ensure!(!args.jwt_secret.is_empty(), "--jwt-secret must not be empty");
         let target = Target { url: args.url, jwt_secret: args.jwt_secret };
+        if let Some(from) = args.catch_up_from {
+            return Ok(Plan::CatchUp(CatchUpConfig { target, from }));
+        }
         if let Some(connections) = args.idle_connections {
             let Some(server_pid) = args.server_pid else {
                 bail!("--idle-connections measures server memory and needs --server-pid");

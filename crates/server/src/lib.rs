@@ -129,6 +129,12 @@ pub async fn serve(listener: TcpListener, config: ServerConfig, shutdown: Cancel
         .max_payload(max as u64)
         .ws_max_message_size(max)
         .ws_max_frame_size(max)
+        // Per-socket read buffer: fixes are small; a large batch just takes more reads.
+        .ws_read_buffer_size(1024)
+        // Per-socket send queue, in packets. Its blocks are allocated only as
+        // a burst fills them; a replay refills it every millisecond, so this
+        // bounds a catch-up at ~500k events/s per watcher.
+        .max_buffer_size(512)
         .connect_timeout(Duration::from_secs(10))
         .with_state(Arc::clone(&state))
         .build_layer();
@@ -137,6 +143,7 @@ pub async fn serve(listener: TcpListener, config: ServerConfig, shutdown: Cancel
 
     let app = transport::http::routes(Arc::clone(&state))
         .layer(io_layer)
+        .layer(axum::middleware::from_fn(transport::compact::compact_socketio_request))
         .layer(axum::middleware::from_fn_with_state(origins.clone(), transport::origin::guard_ws_origin))
         .layer(origins.cors())
         // Path only: a `?token=` must never reach a log line.
@@ -157,6 +164,13 @@ pub async fn serve(listener: TcpListener, config: ServerConfig, shutdown: Cancel
             io.close().await;
         })
     };
+    // TCP_NODELAY: frames are small and latency-bound; Nagle would hold a
+    // delivery back until the peer's delayed ACK.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "set_nodelay failed");
+        }
+    });
     let graceful = axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
     // A request still open after the grace period (an Engine.IO long-poll
     // of a session that never joined a namespace, a slow client) does not

@@ -23,7 +23,7 @@ use crate::domain::event::SharedEvent;
 /// Events read from storage at a time.
 const PAGE: usize = 1000;
 /// Wait between attempts while a socket's send buffer is full.
-const DRAIN_POLL: Duration = Duration::from_millis(2);
+const DRAIN_POLL: Duration = Duration::from_millis(1);
 /// A watcher whose buffer does not drain for this long is given up on; the
 /// heartbeat then closes its transport and it resumes on reconnect.
 const STALL_LIMIT: Duration = Duration::from_secs(30);

@@ -3,6 +3,7 @@
 //! `stream` and `storage`.
 
 pub(crate) mod ack;
+pub(crate) mod compact;
 pub(crate) mod connections;
 pub(crate) mod error;
 pub(crate) mod events_page;
