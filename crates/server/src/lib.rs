@@ -139,6 +139,9 @@ pub async fn serve(listener: TcpListener, config: ServerConfig, shutdown: Cancel
         .with_state(Arc::clone(&state))
         .build_layer();
     transport::socket::attach(&io);
+    let online: Vec<_> =
+        log.snapshot().await?.drivers.into_iter().filter(|(_, s)| s.online).map(|(id, _)| id).collect();
+    transport::socket::restore_presence(&state, online);
     let _ = state.io.set(io.clone());
 
     let app = transport::http::routes(Arc::clone(&state))

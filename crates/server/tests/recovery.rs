@@ -51,6 +51,16 @@ async fn foreign_stream_id_or_position_beyond_head_gets_a_snapshot() {
     let server = TestServer::start().await;
     let (driver, _) = server.driver("amb-1").await;
     driver.emit_with_ack("location:update", &fix("a", 13.0, 100.0), WAIT).await.unwrap();
+    // The driver's online presence event is committed on its own; wait for it.
+    tokio::time::timeout(WAIT, async {
+        while server.http("GET", "/api/realtime/latest", Some(&officer_token()), None).await.1["drivers"][0]["online"]
+            != true
+        {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("driver shown online");
     for auth in [
         json!({"token": officer_token(), "lastSeq": 0, "streamId": "another-stream"}),
         json!({"token": officer_token(), "lastSeq": 999}),

@@ -27,6 +27,8 @@ pub(crate) struct DriverState {
     pub(crate) email: Option<String>,
     /// Server time of the last fix or status received from the driver.
     pub(crate) last_seen: Millis,
+    /// As the last `driver:presence` event in the stream said.
+    pub(crate) online: bool,
 }
 
 /// Latest state per driver. Storage keeps one in step with its commits.
@@ -55,6 +57,7 @@ impl Fleet {
             status: DriverStatus::default(),
             email: None,
             last_seen: ev.received,
+            online: false,
         });
         if ev.email.is_some() {
             state.email.clone_from(&ev.email);
@@ -78,7 +81,7 @@ impl Fleet {
                 state.last_seen = state.last_seen.max(ev.received);
                 state.status = *status;
             }
-            Body::Presence { .. } => {}
+            Body::Presence { online } => state.online = *online,
         }
         encode(ev, seq, Derived { outdated, current_status: state.status })
     }

@@ -51,6 +51,16 @@ impl Presence {
         Some(e.generation)
     }
 
+    /// After a restart: `driver` was online when the server stopped and has no
+    /// socket yet. Returns the generation to start its grace timer with.
+    pub(crate) fn restored(&self, driver: &DriverId) -> u64 {
+        let mut map = self.map();
+        let e = map.entry(driver.clone()).or_default();
+        e.announced = true;
+        e.generation += 1;
+        e.generation
+    }
+
     /// The grace period after `generation` ended; true when the driver is
     /// still gone and watchers must be told it is offline.
     pub(crate) fn grace_over(&self, driver: &DriverId, generation: u64) -> bool {
@@ -62,7 +72,8 @@ impl Presence {
         gone
     }
 
-    pub(crate) fn is_online(&self, driver: &DriverId) -> bool {
+    #[cfg(test)]
+    fn is_online(&self, driver: &DriverId) -> bool {
         self.map().get(driver).is_some_and(|e| e.announced)
     }
 }

@@ -120,7 +120,7 @@ async fn drive(deps: &Arc<StreamDeps>, socket: &SocketRef, start: Start, stop: &
 
 async fn send_snapshot(deps: &StreamDeps, socket: &SocketRef) -> Result<Seq, Stop> {
     let snap = read_retrying(|| deps.log.snapshot()).await;
-    let payload = snapshot::payload(deps.log.stream_id(), snap, &deps.presence);
+    let payload = snapshot::payload(deps.log.stream_id(), snap);
     let seq = payload.seq;
     let mut waited = Duration::ZERO;
     loop {

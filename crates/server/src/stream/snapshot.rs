@@ -4,7 +4,6 @@ use serde::Serialize;
 use wecare_proto::{DriverStatus, Seq};
 
 use crate::clock::iso;
-use crate::domain::presence::Presence;
 use crate::storage::Snapshot;
 
 #[derive(Debug, Serialize)]
@@ -28,12 +27,14 @@ pub(crate) struct SnapshotPayload {
     drivers: Vec<DriverEntry>,
 }
 
-pub(crate) fn payload(stream_id: &str, snap: Snapshot, presence: &Presence) -> SnapshotPayload {
+/// The snapshot as of `snap.seq`; `online` is what the stream said up to
+/// that `seq`, so a snapshot and the events after it always agree.
+pub(crate) fn payload(stream_id: &str, snap: Snapshot) -> SnapshotPayload {
     let mut drivers: Vec<DriverEntry> = snap
         .drivers
         .into_iter()
         .map(|(id, s)| DriverEntry {
-            online: presence.is_online(&id),
+            online: s.online,
             driver_id: id.as_str().to_string(),
             lat: s.position.map(|p| p.lat),
             lng: s.position.map(|p| p.lng),

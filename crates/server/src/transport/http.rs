@@ -197,7 +197,7 @@ async fn get_events(
 async fn get_latest(State(app): State<SharedState>, who: Bearer) -> Result<Json<snapshot::SnapshotPayload>, ApiError> {
     who.watcher()?;
     let snap = app.stream.log.snapshot().await?;
-    Ok(Json(snapshot::payload(app.stream.log.stream_id(), snap, &app.stream.presence)))
+    Ok(Json(snapshot::payload(app.stream.log.stream_id(), snap)))
 }
 
 #[derive(Debug, Deserialize)]

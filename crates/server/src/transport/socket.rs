@@ -160,23 +160,39 @@ async fn on_disconnect(s: SocketRef, reason: DisconnectReason, State(app): State
     if let Some(driver) = session.principal.driver_id() {
         app.metrics.connections_drivers.fetch_sub(1, Relaxed);
         if let Some(generation) = app.stream.presence.disconnected(driver) {
-            let (app, driver) = (app.clone(), driver.clone());
-            let grace = app.config.presence_grace;
-            app.stream.tracker.clone().spawn(async move {
-                tokio::select! {
-                    () = tokio::time::sleep(grace) => {}
-                    () = app.stream.shutdown.cancelled() => return,
-                }
-                if app.stream.presence.grace_over(&driver, generation) {
-                    announce_presence(&app, driver, false);
-                }
-            });
+            offline_after_grace(&app, driver.clone(), generation);
         }
     } else {
         app.metrics.connections_watchers.fetch_sub(1, Relaxed);
         let _ = app.stream.fanout.try_send(Command::Leave(s.id));
     }
     tracing::debug!(sid = %s.id, ?reason, "socket disconnected");
+}
+
+/// Announces `driver` offline once the grace period has passed, unless it
+/// reconnected meanwhile.
+fn offline_after_grace(app: &SharedState, driver: wecare_proto::DriverId, generation: u64) {
+    let app = Arc::clone(app);
+    let grace = app.config.presence_grace;
+    app.stream.tracker.clone().spawn(async move {
+        tokio::select! {
+            () = tokio::time::sleep(grace) => {}
+            () = app.stream.shutdown.cancelled() => return,
+        }
+        if app.stream.presence.grace_over(&driver, generation) {
+            announce_presence(&app, driver, false);
+        }
+    });
+}
+
+/// After a restart, drivers the stream last showed online get the usual
+/// grace period to reconnect; those that do not are announced offline, so
+/// no watcher keeps a driver online forever.
+pub(crate) fn restore_presence(app: &SharedState, online: Vec<wecare_proto::DriverId>) {
+    for driver in online {
+        let generation = app.stream.presence.restored(&driver);
+        offline_after_grace(app, driver, generation);
+    }
 }
 
 /// Puts a `driver:presence` event through the stream (it gets a `seq` like

@@ -19,7 +19,7 @@ use crate::domain::fleet::{DriverState, Fleet, Position};
 mod worker;
 use worker::Worker;
 
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 const FILE_NAME: &str = "wecare-rt.sqlite3";
 /// Rows deleted per retention statement, so pruning never holds the writer long.
 const PRUNE_CHUNK: i64 = 5_000;
@@ -76,6 +76,10 @@ impl SqliteLog {
         // instance still closing) is waited for instead of failing.
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         tx.execute_batch(include_str!("schema.sql"))?;
+        if version == 1 {
+            // v2: presence is part of the persisted latest state.
+            tx.execute_batch("ALTER TABLE drivers ADD COLUMN online INTEGER NOT NULL DEFAULT 0")?;
+        }
         tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
         tx.execute(
             "INSERT OR IGNORE INTO meta (key, value) VALUES ('stream_id', ?1), ('head', '0')",
@@ -117,8 +121,9 @@ fn read_head(conn: &Connection) -> Result<u64, StorageError> {
 
 fn load_fleet(conn: &Connection) -> Result<Fleet, StorageError> {
     let mut fleet = Fleet::default();
-    let mut stmt =
-        conn.prepare("SELECT driver_id, lat, lng, recorded_at, effective_at, status, email, last_seen FROM drivers")?;
+    let mut stmt = conn.prepare(
+        "SELECT driver_id, lat, lng, recorded_at, effective_at, status, email, last_seen, online FROM drivers",
+    )?;
     let rows = stmt.query_map([], |r| {
         let lat: Option<f64> = r.get(1)?;
         let lng: Option<f64> = r.get(2)?;
@@ -138,6 +143,7 @@ fn load_fleet(conn: &Connection) -> Result<Fleet, StorageError> {
                 status: status.parse().unwrap_or(DriverStatus::Available),
                 email: r.get(6)?,
                 last_seen: r.get(7)?,
+                online: r.get(8)?,
             },
         ))
     })?;
@@ -183,10 +189,10 @@ fn append_batch(w: &mut Writer, batch: &[NewEvent]) -> Result<(Vec<Appended>, u6
             out.push(Appended::Stored(Arc::new(stored)));
         }
         let mut upsert = tx.prepare_cached(
-            "INSERT INTO drivers (driver_id, lat, lng, recorded_at, effective_at, status, email, last_seen)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+            "INSERT INTO drivers (driver_id, lat, lng, recorded_at, effective_at, status, email, last_seen, online)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
              ON CONFLICT (driver_id) DO UPDATE SET lat = ?2, lng = ?3, recorded_at = ?4,
-                 effective_at = ?5, status = ?6, email = ?7, last_seen = ?8",
+                 effective_at = ?5, status = ?6, email = ?7, last_seen = ?8, online = ?9",
         )?;
         for driver in touched {
             let Some(s) = w.fleet.get(driver) else {
@@ -202,6 +208,7 @@ fn append_batch(w: &mut Writer, batch: &[NewEvent]) -> Result<(Vec<Appended>, u6
                 s.status.as_str(),
                 s.email,
                 s.last_seen,
+                s.online,
             ])?;
         }
         if head != w.head {

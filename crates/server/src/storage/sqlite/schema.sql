@@ -1,4 +1,4 @@
--- WeCare Realtime embedded store, schema version 1.
+-- WeCare Realtime embedded store, schema version 2 (see mod.rs for migrations).
 -- meta: stream_id (random, fixed at creation) and head (last seq given out;
 -- kept here rather than derived from MAX(seq) so that it never goes back
 -- after retention pruned the newest rows).
@@ -32,5 +32,6 @@ CREATE TABLE IF NOT EXISTS drivers (
     effective_at INTEGER,
     status       TEXT NOT NULL,
     email        TEXT,
-    last_seen    INTEGER NOT NULL
+    last_seen    INTEGER NOT NULL,
+    online       INTEGER NOT NULL DEFAULT 0
 ) WITHOUT ROWID;
