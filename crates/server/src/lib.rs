@@ -50,6 +50,10 @@ mod storage;
 mod stream;
 mod transport;
 
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod fuzzing;
+
 pub use config::{DEFAULT_DEV_ORIGINS, DEFAULT_WATCHER_ROLES, ServerConfig, split_list};
 pub use storage::StorageError;
 
