@@ -92,6 +92,9 @@ struct ServeArgs {
     /// Service secret of POST /api/realtime/notify (route off when unset).
     #[arg(long, env = "NOTIFY_SECRET", hide_env_values = true)]
     notify_secret: Option<String>,
+    /// How long a new connection may take to join /locations, ms.
+    #[arg(long, env = "HANDSHAKE_TIMEOUT_MS", default_value_t = 10_000)]
+    handshake_timeout_ms: u64,
     /// Sockets one user may hold open; opening one more closes the oldest.
     #[arg(long, env = "MAX_CONNECTIONS_PER_USER", default_value_t = 5)]
     max_connections_per_user: usize,
@@ -192,6 +195,7 @@ fn serve_config(args: &ServeArgs) -> anyhow::Result<ServerConfig> {
         retention: Duration::from_secs_f64(args.retention_hours * 3600.0),
         notify_secret: non_empty(args.notify_secret.clone()),
         max_connections_per_user: args.max_connections_per_user.max(1),
+        handshake_timeout: Duration::from_millis(args.handshake_timeout_ms.max(100)),
     })
 }
 

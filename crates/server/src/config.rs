@@ -35,6 +35,9 @@ pub struct ServerConfig {
     pub retention: Duration,
     /// Service secret of `POST /api/realtime/notify`; the route is off when `None`.
     pub notify_secret: Option<String>,
+    /// How long a new connection may take to join `/locations` (send its
+    /// CONNECT with a token) before it is closed. Defaults to 10 s.
+    pub handshake_timeout: Duration,
     /// Sockets one user may hold open; the oldest is closed beyond it.
     /// Defaults to 5.
     pub max_connections_per_user: usize,
@@ -66,6 +69,7 @@ impl Default for ServerConfig {
             retention: Duration::from_secs(24 * 3600),
             notify_secret: None,
             max_connections_per_user: 5,
+            handshake_timeout: Duration::from_secs(10),
         }
     }
 }

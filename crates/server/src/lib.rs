@@ -139,7 +139,7 @@ pub async fn serve(listener: TcpListener, config: ServerConfig, shutdown: Cancel
         // a burst fills them; a replay refills it every millisecond, so this
         // bounds a catch-up at ~500k events/s per watcher.
         .max_buffer_size(512)
-        .connect_timeout(Duration::from_secs(10))
+        .connect_timeout(config.handshake_timeout)
         .with_state(Arc::clone(&state))
         .build_layer();
     transport::socket::attach(&io);

@@ -85,3 +85,26 @@ async fn a_sixth_socket_of_one_user_closes_the_oldest() {
         assert!(client.is_connected(), "only the oldest socket is closed");
     }
 }
+
+/// A connection that never joins the namespace is closed after the
+/// handshake timeout (raw Engine.IO over websocket: the SDK always joins).
+#[tokio::test]
+async fn a_connection_that_never_joins_is_closed_after_the_handshake_timeout() {
+    use futures_util::StreamExt;
+    let server = TestServer::start_with(|c| c.handshake_timeout = Duration::from_millis(300)).await;
+    let url = format!("ws://{}/socket.io/?EIO=4&transport=websocket", server.addr);
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    let open = ws.next().await.unwrap().unwrap();
+    assert!(open.to_text().unwrap().starts_with('0'), "Engine.IO open packet: {open}");
+    let started = std::time::Instant::now();
+    let closed = tokio::time::timeout(WAIT, async {
+        while let Some(Ok(msg)) = ws.next().await {
+            if msg.is_close() {
+                break;
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "the idle connection was not closed");
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
