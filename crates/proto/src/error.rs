@@ -27,6 +27,18 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// Every code, in a fixed order (for per-code tables such as metrics).
+    pub const ALL: [ErrorCode; 8] = [
+        Self::AuthRequired,
+        Self::InvalidToken,
+        Self::TokenExpired,
+        Self::Forbidden,
+        Self::InvalidPayload,
+        Self::InvalidCoordinates,
+        Self::RateLimited,
+        Self::Unavailable,
+    ];
+
     /// The code as it appears on the wire.
     pub const fn as_str(self) -> &'static str {
         match self {
@@ -71,16 +83,7 @@ mod tests {
 
     #[test]
     fn serde_form_matches_as_str() {
-        for code in [
-            ErrorCode::AuthRequired,
-            ErrorCode::InvalidToken,
-            ErrorCode::TokenExpired,
-            ErrorCode::Forbidden,
-            ErrorCode::InvalidPayload,
-            ErrorCode::InvalidCoordinates,
-            ErrorCode::RateLimited,
-            ErrorCode::Unavailable,
-        ] {
+        for code in ErrorCode::ALL {
             let json = serde_json::to_string(&code).unwrap();
             assert_eq!(json, format!("\"{}\"", code.as_str()));
         }

@@ -55,7 +55,7 @@ pub(crate) struct Metrics {
     pub(crate) events_out: AtomicU64,
     pub(crate) acks_ok: AtomicU64,
     pub(crate) dedup_hits: AtomicU64,
-    pub(crate) rejections: [AtomicU64; 8],
+    pub(crate) rejections: [AtomicU64; ErrorCode::ALL.len()],
     /// Watchers moved off the live fan-out because their send buffer was full.
     pub(crate) watchers_behind: AtomicU64,
     pub(crate) commits: AtomicU64,
@@ -66,28 +66,8 @@ pub(crate) struct Metrics {
 }
 
 fn code_index(code: ErrorCode) -> usize {
-    match code {
-        ErrorCode::AuthRequired => 0,
-        ErrorCode::InvalidToken => 1,
-        ErrorCode::TokenExpired => 2,
-        ErrorCode::Forbidden => 3,
-        ErrorCode::InvalidPayload => 4,
-        ErrorCode::InvalidCoordinates => 5,
-        ErrorCode::RateLimited => 6,
-        _ => 7,
-    }
+    ErrorCode::ALL.iter().position(|c| *c == code).unwrap_or(ErrorCode::ALL.len() - 1)
 }
-
-const CODES: [ErrorCode; 8] = [
-    ErrorCode::AuthRequired,
-    ErrorCode::InvalidToken,
-    ErrorCode::TokenExpired,
-    ErrorCode::Forbidden,
-    ErrorCode::InvalidPayload,
-    ErrorCode::InvalidCoordinates,
-    ErrorCode::RateLimited,
-    ErrorCode::Unavailable,
-];
 
 impl Metrics {
     pub(crate) fn rejected(&self, code: ErrorCode) {
@@ -137,7 +117,7 @@ impl Metrics {
             out,
             "# HELP wecare_rejections_total Refused events by code.\n# TYPE wecare_rejections_total counter"
         );
-        for (code, c) in CODES.iter().zip(&self.rejections) {
+        for (code, c) in ErrorCode::ALL.iter().zip(&self.rejections) {
             let _ = writeln!(out, "wecare_rejections_total{{code=\"{code}\"}} {}", c.load(Relaxed));
         }
         self.ack_latency.render(&mut out, "wecare_ack_latency_seconds", "Receipt to ack.");
