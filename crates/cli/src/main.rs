@@ -14,6 +14,8 @@ use tokio_util::sync::CancellationToken;
 use wecare_server::{DEFAULT_DEV_ORIGINS, DEFAULT_WATCHER_ROLES, ServerConfig, split_list};
 
 mod bench;
+mod simulate;
+mod watch;
 
 /// File in the data folder holding the generated development secret.
 const DEV_SECRET_FILE: &str = "dev-jwt-secret";
@@ -38,6 +40,12 @@ enum Command {
     /// Load a running server with simulated drivers and watchers and print
     /// throughput, latency, and the server's CPU and memory per event.
     Bench(bench::BenchArgs),
+    /// Drive a simulated fleet through the client SDK (own outbox per
+    /// driver), optionally through injected network faults, and report
+    /// what was sent, acked, pending and dead-lettered.
+    Simulate(simulate::SimulateArgs),
+    /// Show the fleet live in the terminal, as a watcher sees it.
+    Watch(watch::WatchArgs),
 }
 
 #[derive(Debug, Args)]
@@ -92,6 +100,9 @@ struct ServeArgs {
     /// Service secret of POST /api/realtime/notify (route off when unset).
     #[arg(long, env = "NOTIFY_SECRET", hide_env_values = true)]
     notify_secret: Option<String>,
+    /// Folder of the built Map Command page, served at `/`.
+    #[arg(long, env = "WEB_DIR", default_value = "web/dist")]
+    web_dir: PathBuf,
     /// How long a new connection may take to join /locations, ms.
     #[arg(long, env = "HANDSHAKE_TIMEOUT_MS", default_value_t = 10_000)]
     handshake_timeout_ms: u64,
@@ -147,6 +158,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
             runtime.block_on(bench::run(args))
         }
+        Command::Simulate(args) => {
+            let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
+            runtime.block_on(simulate::run(args))
+        }
+        Command::Watch(args) => {
+            let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
+            runtime.block_on(watch::run(args))
+        }
     }
 }
 
@@ -196,6 +215,7 @@ fn serve_config(args: &ServeArgs) -> anyhow::Result<ServerConfig> {
         notify_secret: non_empty(args.notify_secret.clone()),
         max_connections_per_user: args.max_connections_per_user.max(1),
         handshake_timeout: Duration::from_millis(args.handshake_timeout_ms.max(100)),
+        web_dir: Some(args.web_dir.clone()),
     })
 }
 

@@ -35,6 +35,9 @@ pub struct ServerConfig {
     pub retention: Duration,
     /// Service secret of `POST /api/realtime/notify`; the route is off when `None`.
     pub notify_secret: Option<String>,
+    /// Folder of the built Map Command page served at `/`; `None` serves a
+    /// hint instead. Defaults to `None` (the binary sets `web/dist`).
+    pub web_dir: Option<PathBuf>,
     /// How long a new connection may take to join `/locations` (send its
     /// CONNECT with a token) before it is closed. Defaults to 10 s.
     pub handshake_timeout: Duration,
@@ -70,6 +73,7 @@ impl Default for ServerConfig {
             notify_secret: None,
             max_connections_per_user: 5,
             handshake_timeout: Duration::from_secs(10),
+            web_dir: None,
         }
     }
 }

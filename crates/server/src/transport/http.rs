@@ -44,6 +44,8 @@ pub(crate) fn routes(state: SharedState) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .route("/", get(super::web::index))
+        .route("/{*path}", get(super::web::asset))
         .fallback(|| async { ApiError::not_found() })
         .method_not_allowed_fallback(|| async {
             ApiError::status(StatusCode::METHOD_NOT_ALLOWED, ErrorCode::InvalidPayload, "method not allowed")

@@ -12,3 +12,4 @@ pub(crate) mod origin;
 pub(crate) mod reply;
 pub(crate) mod session;
 pub(crate) mod socket;
+pub(crate) mod web;
