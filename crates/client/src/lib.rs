@@ -143,6 +143,8 @@ mod options;
 pub mod outbox;
 mod packet;
 mod socket;
+#[cfg(feature = "test-util")]
+pub mod testing;
 mod token;
 mod watcher;
 

@@ -1,0 +1,88 @@
+//! `wecare-rt simulate` and `wecare-rt watch --once` against a real server:
+//! exit codes, the report, and the snapshot table.
+#![allow(clippy::unwrap_used)]
+
+mod harness;
+
+use std::process::Output;
+
+use harness::{SECRET, Server};
+
+async fn wecare_rt(args: Vec<String>) -> Output {
+    tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_wecare-rt"))
+            .args(&args)
+            .env("JWT_SECRET", SECRET)
+            .env_remove("RUST_LOG")
+            .output()
+            .expect("run wecare-rt")
+    })
+    .await
+    .unwrap()
+}
+
+fn report_value(stdout: &str, key: &str) -> u64 {
+    stdout
+        .lines()
+        .find_map(|l| l.strip_prefix(key).map(|v| v.trim().parse::<u64>().unwrap()))
+        .unwrap_or_else(|| panic!("no {key:?} in the report:\n{stdout}"))
+}
+
+#[tokio::test]
+async fn simulate_delivers_every_fix_and_watch_once_shows_the_drivers() {
+    let server = Server::start(&[]).await;
+    let outboxes = tempfile::tempdir().unwrap();
+    let sim = wecare_rt(
+        [
+            "simulate",
+            "--url",
+            &server.url,
+            "--drivers",
+            "3",
+            "--rate",
+            "5",
+            "--duration",
+            "3",
+            "--outbox-dir",
+            outboxes.path().to_str().unwrap(),
+        ]
+        .map(str::to_owned)
+        .to_vec(),
+    )
+    .await;
+    let stdout = String::from_utf8_lossy(&sim.stdout);
+    println!("{stdout}");
+    assert!(sim.status.success(), "exit {:?}; stderr: {}", sim.status, String::from_utf8_lossy(&sim.stderr));
+    let (sent, acked) = (report_value(&stdout, "sent"), report_value(&stdout, "acked"));
+    assert!(sent >= 3 * 5 * 3 - 3, "about 3 drivers x 5 Hz x 3 s: {sent}");
+    assert_eq!(acked, sent);
+    assert_eq!(report_value(&stdout, "pending"), 0);
+    assert_eq!(report_value(&stdout, "dead-lettered"), 0);
+    for i in 1..=3 {
+        assert!(outboxes.path().join(format!("sim-{i:03}.sqlite3")).exists(), "outbox of driver {i}");
+    }
+
+    let watch = wecare_rt(["watch", "--url", &server.url, "--once"].map(str::to_owned).to_vec()).await;
+    let table = String::from_utf8_lossy(&watch.stdout);
+    println!("{table}");
+    assert!(watch.status.success(), "exit {:?}; stderr: {}", watch.status, String::from_utf8_lossy(&watch.stderr));
+    assert!(table.starts_with("DRIVER"), "{table}");
+    for i in 1..=3 {
+        let row = table.lines().find(|l| l.starts_with(&format!("sim-{i:03} "))).unwrap_or_else(|| panic!("{table}"));
+        assert!(row.contains("AVAILABLE") && row.contains("13.") && row.contains("100."), "{row}");
+    }
+    assert!(table.trim_end().lines().last().unwrap().starts_with("3 drivers"), "{table}");
+}
+
+#[tokio::test]
+async fn simulate_refuses_a_non_loopback_url_and_watch_fails_without_a_server() {
+    let sim =
+        wecare_rt(["simulate", "--url", "http://10.9.8.7:3000", "--duration", "1"].map(str::to_owned).to_vec()).await;
+    assert_eq!(sim.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&sim.stderr).contains("loopback"));
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let url = format!("http://127.0.0.1:{port}");
+    let watch = wecare_rt(["watch", "--url", &url, "--once", "--timeout", "1"].map(str::to_owned).to_vec()).await;
+    assert_eq!(watch.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&watch.stderr).contains("no snapshot"));
+}
