@@ -148,7 +148,11 @@ pub async fn serve(listener: TcpListener, config: ServerConfig, shutdown: Cancel
     transport::socket::restore_presence(&state, online);
     let _ = state.io.set(io.clone());
 
-    let app = transport::http::routes(Arc::clone(&state))
+    // The Socket.io layer wraps the whole router, not each route (which is
+    // what `Router::layer` does): otherwise a catch-all route such as the
+    // page's would route Engine.IO requests before the layer sees them.
+    let app = axum::Router::new()
+        .fallback_service(transport::http::routes(Arc::clone(&state)))
         .layer(io_layer)
         .layer(axum::middleware::from_fn(transport::compact::compact_socketio_request))
         .layer(axum::middleware::from_fn_with_state(origins.clone(), transport::origin::guard_ws_origin))
