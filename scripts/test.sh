@@ -19,3 +19,6 @@ cargo test --workspace --quiet
 
 step "interop suite (socket.io-client from npm)"
 (cd tests/interop && npm ci --no-audit --no-fund --loglevel=error && npm test)
+
+step "web: client unit tests + Map Command page in Chromium (playwright-core)"
+(cd web && npm ci --no-audit --no-fund --loglevel=error && npm test)

@@ -1,0 +1,203 @@
+/**
+ * The one place the wire vocabulary of `/locations` lives for the web client:
+ * event names, payload types (wire contract v1.1, docs/protocol.md §2–§7) and
+ * the stable handshake-refusal messages. Nothing else in `web/` spells an
+ * event name as a string literal.
+ */
+
+/** Socket.io namespace of the location stream. */
+export const NAMESPACE = '/locations';
+
+/** Events the server sends to watchers. */
+export const ServerEvent = {
+  LocationUpdated: 'location:updated',
+  DriverStatusUpdated: 'driver:status:updated',
+  DriverPresence: 'driver:presence',
+  DriversSnapshot: 'drivers:snapshot',
+  SyncComplete: 'sync:complete',
+  AuthExpiring: 'auth:expiring',
+  AuthExpired: 'auth:expired',
+  Error: 'error',
+} as const;
+
+/** Events a client sends. */
+export const ClientEvent = {
+  AuthRefresh: 'auth:refresh',
+  EventsSync: 'events:sync',
+  /** Driver events; used only by tests and tools that play a driver. */
+  LocationUpdate: 'location:update',
+  LocationBatch: 'location:batch',
+  DriverStatus: 'driver:status',
+} as const;
+
+/** Stable `connect_error` messages (contract §2); clients rely on these only. */
+export const HandshakeRefusal = {
+  AuthRequired: 'Authentication required',
+  InvalidToken: 'Invalid token',
+  TokenExpired: 'Token expired',
+  Forbidden: 'Forbidden',
+} as const;
+export type HandshakeRefusal = (typeof HandshakeRefusal)[keyof typeof HandshakeRefusal];
+
+export function asHandshakeRefusal(message: string): HandshakeRefusal | null {
+  return (Object.values(HandshakeRefusal) as string[]).includes(message) ? (message as HandshakeRefusal) : null;
+}
+
+/** The disconnect reason socket.io-client reports for a server-side namespace DISCONNECT. */
+export const SERVER_DISCONNECT_REASON = 'io server disconnect';
+/** The disconnect reason of our own `socket.disconnect()`. */
+export const CLIENT_DISCONNECT_REASON = 'io client disconnect';
+
+export const ErrorCode = {
+  AuthRequired: 'AUTH_REQUIRED',
+  InvalidToken: 'INVALID_TOKEN',
+  TokenExpired: 'TOKEN_EXPIRED',
+  Forbidden: 'FORBIDDEN',
+  InvalidPayload: 'INVALID_PAYLOAD',
+  InvalidCoordinates: 'INVALID_COORDINATES',
+  RateLimited: 'RATE_LIMITED',
+  Unavailable: 'UNAVAILABLE',
+} as const;
+export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
+
+/** Driver statuses, upper case as the server stores and broadcasts them. */
+export type DriverStatus = 'AVAILABLE' | 'BUSY' | 'ON_TRIP' | 'ON_DUTY' | 'OFF_DUTY' | 'UNAVAILABLE' | 'OFFLINE';
+
+/** ISO-8601 UTC with milliseconds, as every server timestamp. */
+export type IsoTime = string;
+
+export interface LocationUpdated {
+  seq: number;
+  id: string;
+  driverId: string;
+  driverEmail?: string;
+  lat: number;
+  lng: number;
+  recordedAt: IsoTime;
+  timestamp: IsoTime;
+  status: DriverStatus | string;
+  accuracy?: number | null;
+  heading?: number | null;
+  speed?: number | null;
+  outdated: boolean;
+  adjusted?: boolean;
+}
+
+export interface DriverStatusUpdated {
+  seq: number;
+  driverId: string;
+  driverEmail?: string;
+  status: DriverStatus | string;
+  timestamp: IsoTime;
+}
+
+export interface DriverPresence {
+  seq: number;
+  driverId: string;
+  online: boolean;
+  timestamp: IsoTime;
+}
+
+export interface SnapshotDriver {
+  driverId: string;
+  lat: number | null;
+  lng: number | null;
+  recordedAt: IsoTime | null;
+  status: DriverStatus | string;
+  online: boolean;
+  lastSeen: IsoTime | null;
+}
+
+export interface DriversSnapshot {
+  streamId: string;
+  seq: number;
+  drivers: SnapshotDriver[];
+}
+
+export interface SyncComplete {
+  streamId: string;
+  fromSeq: number;
+  toSeq: number;
+  replayed: number;
+}
+
+export interface AuthExpiring {
+  expiresAt: IsoTime;
+}
+
+export interface AuthExpired {
+  expiredAt: IsoTime;
+}
+
+export interface WireError {
+  code: ErrorCode | string;
+  message: string;
+}
+
+export interface ErrorAck extends WireError {
+  status: 'error';
+  retryable?: boolean;
+}
+
+export type RefreshAck = { status: 'ok'; expiresAt: IsoTime } | ErrorAck;
+
+/** A stream event as `events:sync` and `GET /api/realtime/events` carry it: the live payload plus `type`. */
+export type StreamEvent =
+  | ({ type: typeof ServerEvent.LocationUpdated } & LocationUpdated)
+  | ({ type: typeof ServerEvent.DriverStatusUpdated } & DriverStatusUpdated)
+  | ({ type: typeof ServerEvent.DriverPresence } & DriverPresence);
+
+export type StreamEventType = StreamEvent['type'];
+
+export const STREAM_EVENT_TYPES: readonly StreamEventType[] = [
+  ServerEvent.LocationUpdated,
+  ServerEvent.DriverStatusUpdated,
+  ServerEvent.DriverPresence,
+];
+
+/** Body of `GET /api/realtime/events` (and the `events:sync` ack). */
+export interface EventsPage {
+  status?: 'ok';
+  streamId: string;
+  events: StreamEvent[];
+  lastSeq: number;
+  gap: boolean;
+}
+
+/** Body of `GET /api/realtime/latest`. */
+export type LatestState = DriversSnapshot;
+
+/** Handshake `auth` of a watcher (contract §5 resume). */
+export interface WatcherAuth {
+  token: string;
+  lastSeq?: number;
+  streamId?: string;
+}
+
+/** Typed socket maps for `Socket<ServerToClient, ClientToServer>`. */
+export interface ServerToClientEvents {
+  [ServerEvent.LocationUpdated]: (e: LocationUpdated) => void;
+  [ServerEvent.DriverStatusUpdated]: (e: DriverStatusUpdated) => void;
+  [ServerEvent.DriverPresence]: (e: DriverPresence) => void;
+  [ServerEvent.DriversSnapshot]: (e: DriversSnapshot) => void;
+  [ServerEvent.SyncComplete]: (e: SyncComplete) => void;
+  [ServerEvent.AuthExpiring]: (e: AuthExpiring) => void;
+  [ServerEvent.AuthExpired]: (e: AuthExpired) => void;
+  [ServerEvent.Error]: (e: WireError) => void;
+}
+
+export interface ClientToServerEvents {
+  [ClientEvent.AuthRefresh]: (p: { token: string }, ack: (r: RefreshAck) => void) => void;
+  [ClientEvent.EventsSync]: (
+    p: { since?: number; limit?: number; streamId?: string },
+    ack: (r: EventsPage | ErrorAck) => void,
+  ) => void;
+}
+
+/** REST paths this client uses (docs/protocol.md §7). */
+export const RestPath = {
+  Events: '/api/realtime/events',
+  Latest: '/api/realtime/latest',
+  Track: (driverId: string) => `/api/realtime/drivers/${encodeURIComponent(driverId)}/track`,
+  Health: '/healthz',
+} as const;
