@@ -56,7 +56,7 @@ export class Peer {
       this.#notify();
     });
     socket.on('disconnect', (reason, details) => {
-      this.disconnects.push({ reason, details });
+      this.disconnects.push({ reason, details, at: Date.now() });
       this.#notify();
     });
   }
@@ -305,3 +305,55 @@ export function assertError(ack, code, what = '') {
   assert.equal(ack.retryable, RETRYABLE[code], `${what}: retryable for ${code}`);
 }
 
+// ---- additions for lifecycle.test.mjs / flood.test.mjs ----
+
+/**
+ * Every stored event with seq > `since`, paging GET /api/realtime/events
+ * (limit 1000) until the head. Resolves { streamId, events, lastSeq }.
+ */
+export async function allEvents(server, { since = 0, token } = {}) {
+  const tok = token ?? server.watcherToken();
+  const events = [];
+  let from = since;
+  let streamId;
+  for (let page = 0; page < 1000; page += 1) {
+    const r = await rest(server, 'GET', `/api/realtime/events?since=${from}&limit=1000`, { token: tok });
+    assert.equal(r.status, 200, r.text.slice(0, 300));
+    streamId = r.body.streamId;
+    events.push(...r.body.events);
+    if (r.body.events.length === 0) return { streamId, events, lastSeq: r.body.lastSeq };
+    from = r.body.lastSeq;
+  }
+  throw new Error('allEvents: too many pages');
+}
+
+/** Prometheus text → Map of `name{labels}` → number (samples only). */
+export async function metricsSnapshot(server) {
+  const r = await rest(server, 'GET', '/metrics');
+  assert.equal(r.status, 200, r.text.slice(0, 200));
+  const m = new Map();
+  for (const line of r.text.split('\n')) {
+    if (!line || line.startsWith('#')) continue;
+    const i = line.lastIndexOf(' ');
+    m.set(line.slice(0, i), Number(line.slice(i + 1)));
+  }
+  return m;
+}
+
+/**
+ * A raw Engine.IO v4 long-polling session (no socket.io-client), to send
+ * frames the official client never would. `post(raw)` sends one payload,
+ * `get()` reads what the server queued.
+ */
+export async function rawPollingSession(server) {
+  const base = '/socket.io/?EIO=4&transport=polling';
+  const open = await rest(server, 'GET', base);
+  assert.equal(open.status, 200, open.text);
+  const { sid } = JSON.parse(open.text.slice(open.text.indexOf('{')));
+  const p = `${base}&sid=${encodeURIComponent(sid)}`;
+  return {
+    sid,
+    post: (raw) => rest(server, 'POST', p, { raw, headers: { 'content-type': 'text/plain;charset=UTF-8' } }),
+    get: (timeoutMs = 10_000) => rest(server, 'GET', p, { timeoutMs }),
+  };
+}

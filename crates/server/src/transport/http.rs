@@ -263,8 +263,9 @@ fn same_secret(a: &[u8], b: &[u8]) -> bool {
 async fn post_notify(
     State(app): State<SharedState>,
     headers: axum::http::HeaderMap,
-    JsonBody(body): JsonBody,
+    body: Bytes,
 ) -> Result<Json<Notified>, ApiError> {
+    // Route and secret first: a refused caller learns nothing from its body.
     let Some(secret) = app.config.notify_secret.as_deref() else {
         return Err(ApiError::not_found());
     };
@@ -277,7 +278,7 @@ async fn post_notify(
         return Err(AuthError::Invalid.into());
     }
     let body: NotifyBody =
-        serde_json::from_value(body).map_err(|_| ApiError::payload("expected { rooms, event, data }"))?;
+        serde_json::from_slice(&body).map_err(|_| ApiError::payload("expected { rooms, event, data }"))?;
     if !body.event.starts_with("notification:") || body.event.len() > 64 {
         return Err(ApiError::payload("only notification:* events may be relayed"));
     }

@@ -223,8 +223,16 @@ async fn respond_outcome(reply: Reply, outcome: &Outcome) {
     reply.send(&AckItem::from(outcome), outcome.as_ref().err()).await;
 }
 
-async fn refuse(reply: Reply, r: &Rejection) {
+/// Answers a refusal decided here at the edge (ingest counts its own).
+async fn refuse(app: &SharedState, reply: Reply, r: &Rejection) {
+    app.metrics.rejected(r.code);
     reply.send(&ErrorBody::from(r), Some(r)).await;
+}
+
+/// An outcome refused here at the edge, counted like ingest's.
+fn refused_here(app: &SharedState, r: Rejection) -> Outcome {
+    app.metrics.rejected(r.code);
+    Err(r)
 }
 
 const NOT_JSON: Rejection = Rejection::new(ErrorCode::InvalidPayload, "payload is not valid JSON");
@@ -232,8 +240,8 @@ const NOT_JSON: Rejection = Rejection::new(ErrorCode::InvalidPayload, "payload i
 async fn on_location_update(s: SocketRef, TryData(data): TryData<Value>, reply: Reply, State(app): State<SharedState>) {
     let started = Instant::now();
     let outcome = match (live_session(&s), data) {
-        (Err(r), _) => Err(r),
-        (Ok(_), Err(_)) => Err(NOT_JSON),
+        (Err(r), _) => refused_here(&app, r),
+        (Ok(_), Err(_)) => refused_here(&app, NOT_JSON),
         (Ok(session), Ok(v)) => {
             let mut out = app.ingest.fixes(&session.principal, std::slice::from_ref(&v)).await;
             out.pop().unwrap_or(Err(NOT_JSON))
@@ -247,16 +255,15 @@ async fn on_location_batch(s: SocketRef, TryData(data): TryData<Value>, reply: R
     let started = Instant::now();
     let session = match live_session(&s) {
         Ok(session) => session,
-        Err(r) => return refuse(reply, &r).await,
+        Err(r) => return refuse(&app, reply, &r).await,
     };
     if session.principal.driver_id().is_none() {
         let r = Rejection::new(ErrorCode::Forbidden, "only drivers may send this");
-        app.metrics.rejected(r.code);
-        return refuse(reply, &r).await;
+        return refuse(&app, reply, &r).await;
     }
     let items = match data.as_ref().map_err(|_| NOT_JSON).and_then(validate::batch_items) {
         Ok(items) => items,
-        Err(r) => return refuse(reply, &r).await,
+        Err(r) => return refuse(&app, reply, &r).await,
     };
     let outcomes = app.ingest.fixes(&session.principal, items).await;
     let first_failure = outcomes.iter().find_map(|o| o.as_ref().err());
@@ -266,8 +273,8 @@ async fn on_location_batch(s: SocketRef, TryData(data): TryData<Value>, reply: R
 
 async fn on_driver_status(s: SocketRef, TryData(data): TryData<Value>, reply: Reply, State(app): State<SharedState>) {
     let outcome = match (live_session(&s), data) {
-        (Err(r), _) => Err(r),
-        (Ok(_), Err(_)) => Err(NOT_JSON),
+        (Err(r), _) => refused_here(&app, r),
+        (Ok(_), Err(_)) => refused_here(&app, NOT_JSON),
         (Ok(session), Ok(v)) => app.ingest.status(&session.principal, &v).await,
     };
     respond_outcome(reply, &outcome).await;
@@ -291,7 +298,7 @@ async fn on_events_sync(s: SocketRef, TryData(data): TryData<Value>, reply: Repl
     };
     match result {
         Ok(page) => reply.send(&page, None).await,
-        Err(r) => refuse(reply, &r).await,
+        Err(r) => refuse(&app, reply, &r).await,
     }
 }
 
@@ -310,7 +317,7 @@ async fn on_auth_refresh(s: SocketRef, TryData(data): TryData<Value>, reply: Rep
         // Too late: the socket is being closed (contract §2).
         let late = Rejection::new(ErrorCode::TokenExpired, "Token expired");
         super::session::expire(&s, &session);
-        return refuse(reply, &late).await;
+        return refuse(&app, reply, &late).await;
     }
     let token = data.ok().and_then(|v| v.get("token").and_then(Value::as_str).map(str::to_string));
     let verified = match token {
@@ -329,5 +336,5 @@ async fn on_auth_refresh(s: SocketRef, TryData(data): TryData<Value>, reply: Rep
         Err(AuthError::Forbidden) => Rejection::new(ErrorCode::Forbidden, "Forbidden"),
         Err(AuthError::Invalid) => Rejection::new(ErrorCode::InvalidToken, "Invalid token"),
     };
-    refuse(reply, &refused).await;
+    refuse(&app, reply, &refused).await;
 }
