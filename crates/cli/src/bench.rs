@@ -16,11 +16,12 @@ mod report;
 mod update_id;
 mod watcher;
 
-use std::net::IpAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use anyhow::{Context, bail, ensure};
-use indicatif::{ProgressBar, ProgressStyle};
+pub(crate) use crate::progress::spinner;
+use crate::target::{is_loopback, url_host};
+
+use anyhow::{bail, ensure};
 use wecare_client::{ClientError, ConnectOptions, EventMode, ServerEvent, SocketClient};
 
 /// Simulated drivers and watchers against a running server.
@@ -218,25 +219,6 @@ impl TryFrom<BenchArgs> for Plan {
     }
 }
 
-/// The host part of `http://host[:port][/...]`, without IPv6 brackets.
-fn url_host(url: &str) -> anyhow::Result<&str> {
-    let rest = url
-        .split_once("://")
-        .map(|(_, rest)| rest)
-        .with_context(|| format!("--url {url:?} has no scheme (expected http://HOST:PORT)"))?;
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    let host = match authority.strip_prefix('[') {
-        Some(v6) => v6.split(']').next().unwrap_or_default(),
-        None => authority.split(':').next().unwrap_or_default(),
-    };
-    ensure!(!host.is_empty(), "--url {url:?} has no host");
-    Ok(host)
-}
-
-fn is_loopback(host: &str) -> bool {
-    host.eq_ignore_ascii_case("localhost") || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
-}
-
 /// Seconds since the Unix epoch.
 fn epoch_secs() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
@@ -286,16 +268,6 @@ fn explain_connect_error(err: ClientError, who: &str) -> anyhow::Error {
         _ => "",
     };
     anyhow::Error::new(err).context(format!("connecting {who}{hint}"))
-}
-
-/// A spinner on stderr (hidden when stderr is not a terminal).
-fn spinner() -> ProgressBar {
-    let bar = ProgressBar::new_spinner();
-    if let Ok(style) = ProgressStyle::with_template("{spinner} [{elapsed_precise}] {msg}") {
-        bar.set_style(style);
-    }
-    bar.enable_steady_tick(Duration::from_millis(200));
-    bar
 }
 
 /// Microseconds as milliseconds with 2 decimals, for text reports.

@@ -14,7 +14,9 @@ use tokio_util::sync::CancellationToken;
 use wecare_server::{DEFAULT_DEV_ORIGINS, DEFAULT_WATCHER_ROLES, ServerConfig, split_list};
 
 mod bench;
+mod progress;
 mod simulate;
+mod target;
 mod watch;
 
 /// File in the data folder holding the generated development secret.

@@ -7,6 +7,9 @@ mod faults;
 mod route;
 
 use std::path::PathBuf;
+
+use crate::progress::spinner;
+use crate::target::{is_loopback, url_host};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -353,35 +356,6 @@ fn acked(sent: u64, before: &Totals, now: &Totals) -> u64 {
 /// Milliseconds since the Unix epoch.
 fn epoch_millis() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
-}
-
-/// The host part of `http://host[:port][/...]`, without IPv6 brackets.
-fn url_host(url: &str) -> anyhow::Result<&str> {
-    let rest = url
-        .split_once("://")
-        .map(|(_, rest)| rest)
-        .with_context(|| format!("--url {url:?} has no scheme (expected http://HOST:PORT)"))?;
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    let host = match authority.strip_prefix('[') {
-        Some(v6) => v6.split(']').next().unwrap_or_default(),
-        None => authority.split(':').next().unwrap_or_default(),
-    };
-    ensure!(!host.is_empty(), "--url {url:?} has no host");
-    Ok(host)
-}
-
-pub(crate) fn is_loopback(host: &str) -> bool {
-    host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
-}
-
-/// A spinner on stderr (hidden when stderr is not a terminal).
-fn spinner() -> indicatif::ProgressBar {
-    let bar = indicatif::ProgressBar::new_spinner();
-    if let Ok(style) = indicatif::ProgressStyle::with_template("{spinner} [{elapsed_precise}] {msg}") {
-        bar.set_style(style);
-    }
-    bar.enable_steady_tick(Duration::from_millis(200));
-    bar
 }
 
 /// A driver token as the WeCare backend issues them.
