@@ -215,7 +215,9 @@ async fn acked_fixes_survive_three_sigkills_under_load() {
         wait_healthy(addr).await;
     }
     let before = acked.lock().unwrap().len();
+    let deadline = Instant::now() + Duration::from_secs(20);
     while acked.lock().unwrap().len() < before + 400 {
+        assert!(Instant::now() < deadline, "drivers made no progress after the last restart");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     stop_tx.send(true).unwrap();
