@@ -14,11 +14,12 @@ cargo clippy --workspace --all-targets --quiet -- -D warnings
 step "build (debug binary used by the interop suite)"
 cargo build --workspace --bins --quiet
 
+# Every suite is bounded: a hung test fails the run instead of holding CI.
 step "rust tests"
-cargo test --workspace --quiet
+timeout 1200 cargo test --workspace --quiet
 
 step "interop suite (socket.io-client from npm)"
-(cd tests/interop && npm ci --no-audit --no-fund --loglevel=error && npm test)
+(cd tests/interop && npm ci --no-audit --no-fund --loglevel=error && timeout 600 npm test)
 
 step "web: client unit tests + Map Command page in Chromium (playwright-core)"
-(cd web && npm ci --no-audit --no-fund --loglevel=error && npm test)
+(cd web && npm ci --no-audit --no-fund --loglevel=error && timeout 900 npm test)
