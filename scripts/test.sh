@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Runs every test of the project: formatting and lints, the Rust unit and
-# integration tests, and the interop suite (official socket.io-client from
-# npm against the built server binary). Installs what it needs itself.
+# Runs every test of the project: formatting and lints, the Rust unit,
+# integration, durability and fault tests, the interop suite (official
+# socket.io-client from npm against the built server binary), and the web
+# client and Map Command page (unit tests, then Chromium via playwright-core).
+# Installs what it needs itself (npm packages, Debian's chromium).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
