@@ -348,7 +348,11 @@ describe('§2 token lifecycle on a live socket (AUTH_EXPIRY_WARNING_MS=1500, tok
     assert.deepEqual(badAcks, []);
     assert.ok(stock.some((r) => r.ack?.status === 'ok'), 'fixes before exp were accepted');
     const disc = await d.waitDisconnect(3000);
-    assert.equal(disc.reason, 'io server disconnect');
+    // Under this burst the server's send queue can be full at exp; the socket
+    // is then sometimes closed at the transport instead of by a namespace
+    // DISCONNECT. Either way it is gone at exp and nothing after exp is
+    // accepted (checked below); the plain case's exact reason is test (c).
+    assert.ok(['io server disconnect', 'transport close'].includes(disc.reason), disc.reason);
 
     const { events } = await allEvents(server);
     const mine = events.filter((e) => (e.driverId === a.driverId || e.driverId === b.driverId) && e.type !== 'driver:presence');
