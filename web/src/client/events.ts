@@ -24,7 +24,7 @@ export const ServerEvent = {
 export const ClientEvent = {
   AuthRefresh: 'auth:refresh',
   EventsSync: 'events:sync',
-  /** Driver events; used only by tests and tools that play a driver. */
+  /** Driver events (the driver client, and tests and tools that play a driver). */
   LocationUpdate: 'location:update',
   LocationBatch: 'location:batch',
   DriverStatus: 'driver:status',
@@ -192,7 +192,46 @@ export interface ClientToServerEvents {
     p: { since?: number; limit?: number; streamId?: string },
     ack: (r: EventsPage | ErrorAck) => void,
   ) => void;
+  [ClientEvent.LocationBatch]: (p: { updates: LocationFix[] }, ack: (r: BatchAck | ErrorAck) => void) => void;
 }
+
+/** A fix as a driver sends it (`location:update`, an item of `location:batch`), contract §3. */
+export interface LocationFix {
+  /** Client message id, 1–64 chars: the dedup key with the driver. */
+  id: string;
+  lat: number;
+  lng: number;
+  /** Device time of the fix: ISO-8601 or epoch ms. */
+  recordedAt: IsoTime | number;
+  status?: DriverStatus | string;
+  accuracy?: number;
+  heading?: number;
+  speed?: number;
+}
+
+export interface LocationOkAck {
+  status: 'ok';
+  id: string;
+  seq: number;
+  timestamp: IsoTime;
+  duplicate: boolean;
+  adjusted?: boolean;
+}
+
+/** One per-item result of `location:batch` / `POST /api/driver-locations`. */
+export type LocationResult = LocationOkAck | ErrorAck;
+
+/** Ack of `location:batch`, and the 200 body of `POST /api/driver-locations`. */
+export interface BatchAck {
+  status: 'ok';
+  results: LocationResult[];
+}
+
+/** Largest `location:batch` the server takes. */
+export const MAX_BATCH = 1000;
+
+/** The only codes a resend of the same message may turn into a success (§8). */
+export const RETRYABLE_CODES: readonly string[] = [ErrorCode.RateLimited, ErrorCode.Unavailable];
 
 /** REST paths this client uses (docs/protocol.md §7). */
 export const RestPath = {
@@ -200,4 +239,6 @@ export const RestPath = {
   Latest: '/api/realtime/latest',
   Track: (driverId: string) => `/api/realtime/drivers/${encodeURIComponent(driverId)}/track`,
   Health: '/healthz',
+  /** Driver HTTP fallback (the legacy path the existing web client uses). */
+  DriverLocations: '/api/driver-locations',
 } as const;
