@@ -11,7 +11,6 @@ use std::time::Duration;
 
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
-use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_tungstenite::WebSocketStream;
@@ -25,7 +24,7 @@ use crate::event::{RawEvent, ServerEvent};
 use crate::packet::{self, PacketKind};
 use crate::{ClientError, EventMode};
 
-pub(crate) type Ws = WebSocketStream<TcpStream>;
+pub(crate) type Ws = WebSocketStream<crate::tls::Stream>;
 
 /// Frames waiting for the writer. Bounded: emitters wait when it is full.
 const OUTGOING_BUFFER: usize = 1024;

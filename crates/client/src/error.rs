@@ -36,13 +36,61 @@ pub enum ClientError {
     /// The server sent something this client does not understand.
     #[error("protocol error: {0}")]
     Protocol(String),
-    /// The [`ConnectOptions`](crate::ConnectOptions) are unusable (bad URL,
-    /// unsupported scheme, invalid header).
+    /// The server's TLS certificate was refused. Nothing was sent: the
+    /// connection ends in the handshake. Certificates are always verified;
+    /// a server with a private CA needs that CA in the
+    /// [`TlsConfig`](crate::TlsConfig).
+    #[error("server certificate refused ({problem}): {detail}")]
+    Certificate {
+        /// What is wrong with it.
+        problem: CertificateProblem,
+        /// The TLS library's description, for humans.
+        detail: String,
+    },
+    /// The TLS handshake failed for another reason than the certificate
+    /// (no common protocol version or cipher suite, an alert from the server).
+    #[error("tls error: {0}")]
+    Tls(String),
+    /// The [`ConnectOptions`](crate::ConnectOptions) or the
+    /// [`TlsConfig`](crate::TlsConfig) are unusable (bad URL, unsupported
+    /// scheme, invalid header, unreadable CA certificate).
     #[error("invalid options: {0}")]
     InvalidOptions(String),
     /// A payload could not be serialized.
     #[error("json error: {0}")]
     Json(#[from] serde_json::Error),
+}
+
+/// Why a server certificate was refused (see [`ClientError::Certificate`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CertificateProblem {
+    /// Not issued by a trusted CA: a private CA that is not in the
+    /// [`TlsConfig`](crate::TlsConfig), or a self-signed certificate.
+    UnknownIssuer,
+    /// Valid, but not for the host of the URL.
+    NameMismatch,
+    /// Past its validity period.
+    Expired,
+    /// Before its validity period (or this machine's clock is behind).
+    NotYetValid,
+    /// Revoked by its issuer.
+    Revoked,
+    /// Anything else (bad encoding, bad signature, wrong key usage, ...).
+    Other,
+}
+
+impl std::fmt::Display for CertificateProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::UnknownIssuer => "not issued by a trusted CA",
+            Self::NameMismatch => "not valid for this host name",
+            Self::Expired => "expired",
+            Self::NotYetValid => "not valid yet",
+            Self::Revoked => "revoked",
+            Self::Other => "invalid",
+        })
+    }
 }
 
 impl From<tokio_tungstenite::tungstenite::Error> for ClientError {

@@ -1,14 +1,14 @@
-//! A minimal HTTP/1.1 client over a tokio `TcpStream` for the two REST calls
-//! of the fallback paths (`POST /api/driver-locations`,
+//! A minimal HTTP/1.1 client over a tokio `TcpStream` (TLS for `https://`)
+//! for the two REST calls of the fallback paths (`POST /api/driver-locations`,
 //! `GET /api/realtime/events`): one request per connection, `Connection: close`.
 
+use std::io;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
-use crate::ClientError;
 use crate::endpoint::Endpoint;
+use crate::{ClientError, TlsConfig, tls};
 
 /// Largest response accepted (the server's pages are far smaller).
 const MAX_RESPONSE: usize = 16 * 1024 * 1024;
@@ -26,25 +26,31 @@ impl HttpResponse {
     }
 }
 
-/// Sends one request to `base_url` + `path` and reads the whole response.
+/// The server a request goes to, and how.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct HttpTarget<'a> {
+    /// The base URL, `http[s]://host[:port]`.
+    pub(crate) url: &'a str,
+    pub(crate) tls: &'a TlsConfig,
+    pub(crate) headers: &'a [(String, String)],
+}
+
+/// Sends one request to `target` + `path` and reads the whole response.
 pub(crate) async fn request(
-    base_url: &str,
+    target: HttpTarget<'_>,
     method: &str,
     path: &str,
     bearer: &str,
-    extra_headers: &[(String, String)],
     body: Option<&[u8]>,
     timeout: Duration,
 ) -> Result<HttpResponse, ClientError> {
-    let endpoint = Endpoint::parse(base_url, &[])?;
+    let endpoint = Endpoint::parse(target.url, &[])?;
     let exchange = async {
-        let mut tcp = TcpStream::connect(&endpoint.tcp_addr).await?;
-        tcp.set_nodelay(true)?;
         let mut head = format!(
             "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nAccept: application/json\r\nAuthorization: Bearer {bearer}\r\n",
-            endpoint.tcp_addr
+            endpoint.authority
         );
-        for (name, value) in extra_headers {
+        for (name, value) in target.headers {
             if name.contains(['\r', '\n', ':']) || value.contains(['\r', '\n']) {
                 return Err(ClientError::InvalidOptions(format!("header {name:?}")));
             }
@@ -54,22 +60,40 @@ pub(crate) async fn request(
             head.push_str(&format!("Content-Type: application/json\r\nContent-Length: {}\r\n", body.len()));
         }
         head.push_str("\r\n");
-        tcp.write_all(head.as_bytes()).await?;
+        let mut stream = tls::dial(&endpoint, target.tls).await?;
+        stream.write_all(head.as_bytes()).await?;
         if let Some(body) = body {
-            tcp.write_all(body).await?;
+            stream.write_all(body).await?;
         }
-        tcp.flush().await?;
+        stream.flush().await?;
         let mut raw = Vec::new();
-        (&mut tcp).take(MAX_RESPONSE as u64 + 1).read_to_end(&mut raw).await?;
+        let closed = match (&mut stream).take(MAX_RESPONSE as u64 + 1).read_to_end(&mut raw).await {
+            Ok(_) => Closed::Cleanly,
+            // rustls reports a peer that closes without a TLS close_notify,
+            // which many servers and load balancers do after the body.
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof && !raw.is_empty() => Closed::Abruptly,
+            Err(e) => return Err(e.into()),
+        };
         if raw.len() > MAX_RESPONSE {
             return Err(ClientError::Protocol("http response too large".to_owned()));
         }
-        parse_response(&raw)
+        parse_response(&raw, closed)
     };
     tokio::time::timeout(timeout, exchange).await.map_err(|_| ClientError::Timeout)?
 }
 
-fn parse_response(raw: &[u8]) -> Result<HttpResponse, ClientError> {
+/// How the server ended the response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Closed {
+    /// End of stream (after a TLS close_notify, with TLS).
+    Cleanly,
+    /// A TLS connection ended without close_notify: a body delimited by the
+    /// end of the connection may have been cut by an attacker, so only a
+    /// body with a length or chunked framing is accepted.
+    Abruptly,
+}
+
+fn parse_response(raw: &[u8], closed: Closed) -> Result<HttpResponse, ClientError> {
     let bad = |why: &str| ClientError::Protocol(format!("http response: {why}"));
     let end = raw.windows(4).position(|w| w == b"\r\n\r\n").ok_or_else(|| bad("no end of headers"))?;
     let head = std::str::from_utf8(&raw[..end]).map_err(|_| bad("headers are not utf-8"))?;
@@ -93,8 +117,10 @@ fn parse_response(raw: &[u8]) -> Result<HttpResponse, ClientError> {
         dechunk(rest).ok_or_else(|| bad("bad chunked body"))?
     } else if let Some(n) = length {
         rest.get(..n).ok_or_else(|| bad("body shorter than content-length"))?.to_vec()
-    } else {
+    } else if closed == Closed::Cleanly {
         rest.to_vec()
+    } else {
+        return Err(bad("connection closed without TLS close_notify before an unframed body ended"));
     };
     Ok(HttpResponse { status, body })
 }
@@ -120,7 +146,7 @@ mod tests {
 
     #[test]
     fn content_length_body_is_read() {
-        let r = parse_response(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}").unwrap();
+        let r = parse_response(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}", Closed::Abruptly).unwrap();
         assert_eq!((r.status, r.body.as_slice()), (200, &b"{}"[..]));
     }
 
@@ -128,6 +154,7 @@ mod tests {
     fn chunked_body_is_decoded() {
         let r = parse_response(
             b"HTTP/1.1 403 Forbidden\r\nTransfer-Encoding: chunked\r\n\r\n3\r\n{\"a\r\n4\r\n\":1}\r\n0\r\n\r\n",
+            Closed::Abruptly,
         )
         .unwrap();
         assert_eq!((r.status, r.json().unwrap()), (403, serde_json::json!({"a": 1})));
@@ -135,7 +162,16 @@ mod tests {
 
     #[test]
     fn garbage_is_a_protocol_error() {
-        assert!(matches!(parse_response(b"nonsense"), Err(ClientError::Protocol(_))));
-        assert!(matches!(parse_response(b"HTTP/1.1 x\r\n\r\n"), Err(ClientError::Protocol(_))));
+        assert!(matches!(parse_response(b"nonsense", Closed::Cleanly), Err(ClientError::Protocol(_))));
+        assert!(matches!(parse_response(b"HTTP/1.1 x\r\n\r\n", Closed::Cleanly), Err(ClientError::Protocol(_))));
+    }
+
+    #[test]
+    fn an_unframed_body_needs_a_clean_close() {
+        let raw = b"HTTP/1.1 200 OK\r\n\r\n{\"events\":[]}";
+        assert_eq!(parse_response(raw, Closed::Cleanly).unwrap().body, b"{\"events\":[]}");
+        assert!(matches!(parse_response(raw, Closed::Abruptly), Err(ClientError::Protocol(_))));
+        let cut = b"HTTP/1.1 200 OK\r\ncontent-length: 20\r\n\r\n{\"events\"";
+        assert!(matches!(parse_response(cut, Closed::Abruptly), Err(ClientError::Protocol(_))));
     }
 }

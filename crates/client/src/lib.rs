@@ -68,6 +68,33 @@
 //! # }
 //! ```
 //!
+//! # TLS
+//! `https://` and `wss://` URLs connect over TLS (rustls; no OpenSSL), for
+//! the socket and the HTTP fallback alike; the default port is then 443.
+//! The server's certificate is always verified — it must chain to a trusted
+//! CA, be valid now and name the URL's host — and there is no switch to turn
+//! that off. The default [`TlsConfig`] trusts Mozilla's root CAs (compiled
+//! in); a server with a private CA needs that CA added with
+//! [`TlsConfig::builder`] and set as `tls` on the [`DriverConfig`],
+//! [`WatcherConfig`] or [`ConnectOptions`]. A refused certificate is a
+//! [`ClientError::Certificate`] saying why ([`CertificateProblem`]), right
+//! after the handshake; the driver and the watcher keep retrying as for any
+//! failed connect, so [`TlsConfig::check_server`] exists to fail fast at
+//! start-up.
+//!
+//! ```no_run
+//! use wecare_client::{DriverConfig, TlsConfig, TokenError};
+//!
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! let tls = TlsConfig::builder().ca_pem_file("/etc/wecare/ca.pem").build()?;
+//! tls.check_server("https://realtime.example.org").await?;
+//! let token = || async { Ok::<_, TokenError>("<driver JWT>".to_owned()) };
+//! let mut config = DriverConfig::new("https://realtime.example.org", "outbox.sqlite3", token);
+//! config.tls = tls;
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! # The socket client
 //! [`SocketClient::connect`] opens one namespace connection described by
 //! [`ConnectOptions`] and returns a cheap, cloneable [`SocketClient`] handle
@@ -93,7 +120,7 @@
 //! There is no reconnection here: a connection that ends stays ended, and
 //! the caller connects again (with a fresh token). Binary packets and acks
 //! requested by the server are not supported (the contract uses neither);
-//! polling and TLS are out of scope.
+//! polling is out of scope.
 //!
 //! ```no_run
 //! use std::time::Duration;
@@ -145,15 +172,17 @@ mod packet;
 mod socket;
 #[cfg(feature = "test-util")]
 pub mod testing;
+mod tls;
 mod token;
 mod watcher;
 
 pub use backoff::BackoffConfig;
 pub use driver::{Driver, DriverConfig, DriverConnection, DriverError, DriverState, Fix, OutboxStore};
-pub use error::ClientError;
+pub use error::{CertificateProblem, ClientError};
 pub use event::{RawEvent, ServerEvent};
 pub use options::{ConnectOptions, EventMode};
 pub use outbox::{DeadLetter, MemoryOutbox, Outbox, OutboxError, OutboxLimits, OutboxStats, SqliteOutbox};
 pub use socket::SocketClient;
+pub use tls::{TlsBuilder, TlsConfig};
 pub use token::{TokenError, TokenProvider};
 pub use watcher::{Watcher, WatcherConfig, WatcherConnection, WatcherEvent};

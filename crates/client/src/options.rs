@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use crate::TlsConfig;
+
 /// How [`SocketClient`](crate::SocketClient) hands server events to the
 /// application.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -24,9 +26,14 @@ pub enum EventMode {
 /// Build with [`ConnectOptions::new`] and adjust the public fields.
 #[derive(Debug, Clone)]
 pub struct ConnectOptions {
-    /// The server's base URL, `http://HOST:PORT` (or `ws://HOST:PORT`). TLS is
-    /// not supported. The Socket.IO path `/socket.io/` is appended.
+    /// The server's base URL, `http://HOST:PORT` or, with TLS,
+    /// `https://HOST[:PORT]` (`ws://` and `wss://` are accepted too; the
+    /// default ports are 80 and 443). The Socket.IO path `/socket.io/` is
+    /// appended.
     pub url: String,
+    /// Which CAs are trusted for an `https://`/`wss://` URL. Defaults to
+    /// [`TlsConfig::default`]: Mozilla's roots.
+    pub tls: TlsConfig,
     /// The namespace to join, e.g. `"/locations"`.
     pub namespace: String,
     /// The handshake `auth` payload, e.g. `{"token": "..."}`; `null` sends none.
@@ -54,6 +61,7 @@ impl ConnectOptions {
     pub fn new(url: impl Into<String>, namespace: impl Into<String>, auth: serde_json::Value) -> Self {
         Self {
             url: url.into(),
+            tls: TlsConfig::default(),
             namespace: namespace.into(),
             auth,
             connect_timeout: Duration::from_secs(10),

@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
-use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -19,6 +18,7 @@ use crate::connection::{self, DisconnectReason, Shared, Ws};
 use crate::endpoint::Endpoint;
 use crate::engine::{self, EnginePacket, OpenInfo};
 use crate::packet::{self, PacketKind};
+use crate::tls;
 use crate::{ClientError, ConnectOptions, ServerEvent};
 
 /// How long [`SocketClient::close`] waits for the goodbye frames to be written.
@@ -54,7 +54,8 @@ impl SocketClient {
     /// # Errors
     /// [`ClientError::ConnectRefused`] when the server rejects the namespace
     /// connection (`connect_error`), [`ClientError::HttpStatus`] when it
-    /// refuses the upgrade, [`ClientError::Timeout`] after
+    /// refuses the upgrade, [`ClientError::Certificate`] or
+    /// [`ClientError::Tls`] when the TLS handshake fails, [`ClientError::Timeout`] after
     /// [`ConnectOptions::connect_timeout`], [`ClientError::InvalidOptions`],
     /// and I/O or protocol errors.
     pub async fn connect(opts: ConnectOptions) -> Result<(SocketClient, mpsc::Receiver<ServerEvent>), ClientError> {
@@ -77,10 +78,8 @@ impl SocketClient {
                 HeaderValue::from_str(value).map_err(|e| ClientError::InvalidOptions(format!("header {name}: {e}")))?;
             request.headers_mut().append(name, value);
         }
-        let tcp = TcpStream::connect(&endpoint.tcp_addr).await?;
-        // Acks and events are small and latency-bound.
-        tcp.set_nodelay(true)?;
-        let (mut ws, _response) = tokio_tungstenite::client_async_with_config(request, tcp, None).await?;
+        let stream = tls::dial(&endpoint, &opts.tls).await?;
+        let (mut ws, _response) = tokio_tungstenite::client_async_with_config(request, stream, None).await?;
         let open = read_open(&mut ws).await?;
         let auth = if opts.auth.is_null() { None } else { Some(serde_json::to_string(&opts.auth)?) };
         let connect = packet::encode_connect(&opts.namespace, auth.as_deref());

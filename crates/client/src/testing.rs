@@ -1,6 +1,8 @@
 //! Test support (feature `test-util`): tools to prove the SDK's guarantees
-//! under network faults. Not part of the normal API.
+//! under network faults and over TLS. Not part of the normal API.
 
 mod proxy;
+mod tls_proxy;
 
 pub use proxy::{FaultProxy, ProxyStats};
+pub use tls_proxy::{TlsProxy, TlsProxyStats};

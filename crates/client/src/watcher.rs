@@ -17,15 +17,20 @@ use tracing::{debug, warn};
 use wecare_proto::event;
 
 use crate::backoff::{Backoff, BackoffConfig};
+use crate::http::HttpTarget;
 use crate::token::TokenProvider;
-use crate::{ConnectOptions, ServerEvent, SocketClient, http};
+use crate::{ConnectOptions, ServerEvent, SocketClient, TlsConfig, http};
 
 /// Configuration of a [`Watcher`]. Build with [`WatcherConfig::new`] and
 /// adjust the public fields.
 #[derive(Clone)]
 pub struct WatcherConfig {
-    /// The server's base URL, `http://HOST:PORT`.
+    /// The server's base URL, `http://HOST:PORT` or `https://HOST[:PORT]`
+    /// (then both the socket and the long poll use TLS).
     pub url: String,
+    /// Which CAs are trusted for an `https://` URL. Defaults to
+    /// [`TlsConfig::default`]: Mozilla's roots.
+    pub tls: TlsConfig,
     /// Called for a token on every connect attempt, every `auth:refresh` and
     /// every HTTP request.
     pub token_provider: Arc<dyn TokenProvider>,
@@ -58,6 +63,7 @@ impl std::fmt::Debug for WatcherConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WatcherConfig")
             .field("url", &self.url)
+            .field("tls", &self.tls)
             .field("cursor_path", &self.cursor_path)
             .field("backoff", &self.backoff)
             .field("long_poll_after", &self.long_poll_after)
@@ -70,6 +76,7 @@ impl WatcherConfig {
     pub fn new(url: impl Into<String>, token_provider: impl TokenProvider) -> Self {
         Self {
             url: url.into(),
+            tls: TlsConfig::default(),
             token_provider: Arc::new(token_provider),
             cursor_path: None,
             backoff: BackoffConfig::default(),
@@ -316,6 +323,7 @@ impl Worker {
             }
         }
         let mut opts = ConnectOptions::locations(&self.config.url, auth);
+        opts.tls = self.config.tls.clone();
         opts.connect_timeout = self.config.connect_timeout;
         opts.extra_headers.clone_from(&self.config.socket_headers);
         SocketClient::connect(opts).await.map_err(|e| e.to_string())
@@ -435,9 +443,8 @@ impl Worker {
 
     async fn get(&self, path: &str, timeout: Duration) -> Result<Value, String> {
         let token = self.config.token_provider.token().await.map_err(|e| format!("token provider: {e}"))?;
-        let response = http::request(&self.config.url, "GET", path, &token, &self.config.http_headers, None, timeout)
-            .await
-            .map_err(|e| e.to_string())?;
+        let target = HttpTarget { url: &self.config.url, tls: &self.config.tls, headers: &self.config.http_headers };
+        let response = http::request(target, "GET", path, &token, None, timeout).await.map_err(|e| e.to_string())?;
         if response.status != 200 {
             return Err(format!("GET {path}: status {}", response.status));
         }

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crate::backoff::BackoffConfig;
 use crate::outbox::{Outbox, OutboxLimits};
+use crate::tls::TlsConfig;
 use crate::token::TokenProvider;
 
 /// Where the driver's outbox lives.
@@ -27,8 +28,12 @@ pub enum OutboxStore {
 /// the public fields.
 #[derive(Clone)]
 pub struct DriverConfig {
-    /// The server's base URL, `http://HOST:PORT`.
+    /// The server's base URL, `http://HOST:PORT` or `https://HOST[:PORT]`
+    /// (then both the socket and the HTTP fallback use TLS).
     pub url: String,
+    /// Which CAs are trusted for an `https://` URL. Defaults to
+    /// [`TlsConfig::default`]: Mozilla's roots.
+    pub tls: TlsConfig,
     /// The outbox.
     pub outbox: OutboxStore,
     /// Called for a token on every connect attempt, every `auth:refresh` and
@@ -58,6 +63,7 @@ impl std::fmt::Debug for DriverConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DriverConfig")
             .field("url", &self.url)
+            .field("tls", &self.tls)
             .field("outbox", &self.outbox)
             .field("ack_timeout", &self.ack_timeout)
             .field("batch_size", &self.batch_size)
@@ -73,6 +79,7 @@ impl DriverConfig {
     pub fn new(url: impl Into<String>, outbox_path: impl Into<PathBuf>, token_provider: impl TokenProvider) -> Self {
         Self {
             url: url.into(),
+            tls: TlsConfig::default(),
             outbox: OutboxStore::Sqlite { path: outbox_path.into(), limits: OutboxLimits::default() },
             token_provider: Arc::new(token_provider),
             ack_timeout: Duration::from_secs(10),

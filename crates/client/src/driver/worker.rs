@@ -14,6 +14,7 @@ use super::ack::interpret_ack;
 use super::state::{Store, blocking, mutate};
 use super::{DriverConfig, DriverConnection, DriverError};
 use crate::backoff::Backoff;
+use crate::http::HttpTarget;
 use crate::outbox::OutboxEntry;
 use crate::{ClientError, ConnectOptions, ServerEvent, SocketClient, http};
 
@@ -121,6 +122,7 @@ impl Worker {
     async fn connect(&mut self) -> Result<(SocketClient, mpsc::Receiver<ServerEvent>), String> {
         let token = self.config.token_provider.token().await.map_err(|e| format!("token provider: {e}"))?;
         let mut opts = ConnectOptions::locations(&self.config.url, json!({ "token": token }));
+        opts.tls = self.config.tls.clone();
         opts.connect_timeout = self.config.connect_timeout;
         opts.extra_headers.clone_from(&self.config.socket_headers);
         match SocketClient::connect(opts).await {
@@ -303,16 +305,10 @@ impl Worker {
         };
         let updates: Vec<&Value> = batch.iter().map(|e| &e.payload).collect();
         let body = json!({ "updates": updates }).to_string();
-        let response = http::request(
-            &self.config.url,
-            "POST",
-            HTTP_FALLBACK_PATH,
-            &token,
-            &self.config.http_headers,
-            Some(body.as_bytes()),
-            self.config.http_timeout,
-        )
-        .await;
+        let target = HttpTarget { url: &self.config.url, tls: &self.config.tls, headers: &self.config.http_headers };
+        let response =
+            http::request(target, "POST", HTTP_FALLBACK_PATH, &token, Some(body.as_bytes()), self.config.http_timeout)
+                .await;
         let response = match response {
             Ok(r) => r,
             Err(e) => {

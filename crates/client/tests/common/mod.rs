@@ -2,6 +2,8 @@
 //! or `WECARE_RT_BIN`; build it with `cargo build -p wecare-cli`).
 #![allow(dead_code, unreachable_pub)]
 
+pub mod certs;
+
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
