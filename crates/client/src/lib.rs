@@ -87,7 +87,7 @@
 //!
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! let tls = TlsConfig::builder().ca_pem_file("/etc/wecare/ca.pem").build()?;
-//! tls.check_server("https://realtime.example.org").await?;
+//! tls.check_server("https://realtime.example.org", std::time::Duration::from_secs(10)).await?;
 //! let token = || async { Ok::<_, TokenError>("<driver JWT>".to_owned()) };
 //! let mut config = DriverConfig::new("https://realtime.example.org", "outbox.sqlite3", token);
 //! config.tls = tls;

@@ -13,6 +13,7 @@ use std::fmt;
 use std::io;
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
@@ -80,11 +81,12 @@ impl TlsConfig {
     /// # Errors
     /// [`ClientError::Certificate`] or [`ClientError::Tls`] when the
     /// handshake fails, [`ClientError::InvalidOptions`] for a bad URL,
-    /// [`ClientError::Io`] when the server cannot be reached.
-    pub async fn check_server(&self, url: &str) -> Result<(), ClientError> {
+    /// [`ClientError::Io`] when the server cannot be reached,
+    /// [`ClientError::Timeout`] after `timeout`.
+    pub async fn check_server(&self, url: &str, timeout: Duration) -> Result<(), ClientError> {
         let endpoint = Endpoint::parse(url, &[])?;
         if endpoint.tls_name.is_some() {
-            dial(&endpoint, self).await?;
+            tokio::time::timeout(timeout, dial(&endpoint, self)).await.map_err(|_| ClientError::Timeout)??;
         }
         Ok(())
     }

@@ -82,6 +82,7 @@ async fn a_driver_over_wss_gets_acks_and_a_watcher_receives_its_fixes() {
     let driver_tls = TlsConfig::builder().ca_pem_file(&ca_file).build().unwrap();
     let watcher_tls = TlsConfig::builder().ca_der(ca.der()).builtin_roots(false).build().unwrap();
     let port = proxy.port();
+    driver_tls.check_server(&format!("https://localhost:{port}"), PATIENCE).await.unwrap();
 
     let (watcher, mut events) =
         Watcher::start(watcher_config(&format!("https://127.0.0.1:{port}"), watcher_tls)).await.unwrap();
@@ -157,7 +158,7 @@ async fn a_certificate_from_an_untrusted_ca_is_refused_at_once() {
         other => panic!("expected an unknown-issuer error, got {other:?}"),
     }
     // The same check on its own (what the CLI runs before it starts).
-    let checked = tokio::time::timeout(PATIENCE, TlsConfig::default().check_server(&url)).await.expect("no hang");
+    let checked = TlsConfig::default().check_server(&url, PATIENCE).await;
     assert!(matches!(checked, Err(ClientError::Certificate { problem: CertificateProblem::UnknownIssuer, .. })));
 
     // The HTTP fallback refuses it too: nothing is delivered, and the
