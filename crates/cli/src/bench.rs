@@ -19,18 +19,20 @@ mod watcher;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub(crate) use crate::progress::spinner;
-use crate::target::{is_loopback, url_host};
+use crate::target::{TlsArgs, check_tls, is_loopback, url_host};
 
 use anyhow::{bail, ensure};
-use wecare_client::{ClientError, ConnectOptions, EventMode, ServerEvent, SocketClient};
+use wecare_client::{CertificateProblem, ClientError, ConnectOptions, EventMode, ServerEvent, SocketClient, TlsConfig};
 
 /// Simulated drivers and watchers against a running server.
 #[derive(clap::Args, Debug)]
 pub(crate) struct BenchArgs {
-    /// Base URL of the server under test. Only loopback hosts are accepted
-    /// unless --allow-non-loopback is given.
+    /// Base URL of the server under test, http:// or https://. Only loopback
+    /// hosts are accepted unless --allow-non-loopback is given.
     #[arg(long, env = "BENCH_URL", default_value = "http://127.0.0.1:3000")]
     url: String,
+    #[command(flatten)]
+    tls: TlsArgs,
     /// HS256 key the server verifies tokens with (its JWT_SECRET).
     #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
     jwt_secret: String,
@@ -102,7 +104,14 @@ pub(crate) enum IdleRole {
 /// Invalid arguments, a server that cannot be reached or refuses the
 /// tokens, or an unreadable `/proc/PID`.
 pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
-    match Plan::try_from(args)? {
+    let plan = Plan::try_from(args)?;
+    let target = match &plan {
+        Plan::Load(config) => &config.target,
+        Plan::Idle(config) => &config.target,
+        Plan::CatchUp(config) => &config.target,
+    };
+    check_tls(&target.url, &target.tls).await?;
+    match plan {
         Plan::Load(config) => load::run(config).await,
         Plan::Idle(config) => idle::run(config).await,
         Plan::CatchUp(config) => catchup::run(config).await,
@@ -147,6 +156,8 @@ struct IdleConfig {
 struct Target {
     url: String,
     jwt_secret: String,
+    /// Trust for an https:// `url`.
+    tls: TlsConfig,
 }
 
 #[derive(Debug)]
@@ -167,8 +178,8 @@ impl TryFrom<BenchArgs> for Plan {
     type Error = anyhow::Error;
 
     fn try_from(args: BenchArgs) -> anyhow::Result<Self> {
+        let host = url_host(&args.url)?;
         if !args.allow_non_loopback {
-            let host = url_host(&args.url)?;
             ensure!(
                 is_loopback(host),
                 "--url host {host:?} is not a loopback address; the bench only loads \
@@ -176,7 +187,7 @@ impl TryFrom<BenchArgs> for Plan {
             );
         }
         ensure!(!args.jwt_secret.is_empty(), "--jwt-secret must not be empty");
-        let target = Target { url: args.url, jwt_secret: args.jwt_secret };
+        let target = Target { url: args.url, jwt_secret: args.jwt_secret, tls: args.tls.to_config()? };
         if let Some(from) = args.catch_up_from {
             return Ok(Plan::CatchUp(CatchUpConfig { target, from }));
         }
@@ -253,6 +264,7 @@ async fn connect(
     event_buffer: usize,
 ) -> Result<(SocketClient, tokio::sync::mpsc::Receiver<ServerEvent>), ClientError> {
     let mut opts = ConnectOptions::locations(&target.url, serde_json::json!({ "token": token }));
+    opts.tls = target.tls.clone();
     opts.event_mode = event_mode;
     opts.event_buffer = event_buffer;
     opts.connect_timeout = Duration::from_secs(30);
@@ -265,6 +277,9 @@ fn explain_connect_error(err: ClientError, who: &str) -> anyhow::Error {
         ClientError::ConnectRefused { .. } => " (does --jwt-secret match the server's JWT_SECRET?)",
         ClientError::Io(e) if e.raw_os_error() == Some(24) => " (out of file descriptors: raise `ulimit -n`)",
         ClientError::Io(_) => " (is the server running at --url?)",
+        ClientError::Certificate { problem: CertificateProblem::UnknownIssuer, .. } => {
+            " (if its CA is a private one, pass its certificate with --ca-cert)"
+        }
         _ => "",
     };
     anyhow::Error::new(err).context(format!("connecting {who}{hint}"))
@@ -330,6 +345,14 @@ mod tests {
             assert!(plan(&["--url", url]).is_ok(), "{url}");
         }
         assert!(plan(&["--url", "http://10.0.0.5:3000", "--allow-non-loopback"]).is_ok());
+    }
+
+    #[test]
+    fn https_targets_are_accepted_and_the_ca_file_is_read() {
+        assert!(plan(&["--url", "https://localhost:8443"]).is_ok());
+        assert!(plan(&["--url", "ftp://localhost"]).is_err());
+        let err = plan(&["--url", "https://localhost", "--ca-cert", "/nonexistent/ca.pem"]).unwrap_err();
+        assert!(format!("{err:#}").contains("/nonexistent/ca.pem"), "{err:#}");
     }
 
     #[test]

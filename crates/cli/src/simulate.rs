@@ -9,7 +9,7 @@ mod route;
 use std::path::PathBuf;
 
 use crate::progress::spinner;
-use crate::target::{is_loopback, url_host};
+use crate::target::{TlsArgs, check_tls, is_loopback, is_tls, url_host};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -18,7 +18,7 @@ use anyhow::{Context, bail, ensure};
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 use wecare_client::testing::FaultProxy;
-use wecare_client::{BackoffConfig, Driver, DriverConfig, DriverConnection, DriverState, TokenError};
+use wecare_client::{BackoffConfig, Driver, DriverConfig, DriverConnection, DriverState, TlsConfig, TokenError};
 
 use faults::Fault;
 use route::{Area, Route};
@@ -26,10 +26,12 @@ use route::{Area, Route};
 /// A simulated fleet against a running server.
 #[derive(clap::Args, Debug)]
 pub(crate) struct SimulateArgs {
-    /// Base URL of the server. Only loopback hosts are accepted unless
-    /// --allow-non-loopback is given.
+    /// Base URL of the server, http:// or https://. Only loopback hosts are
+    /// accepted unless --allow-non-loopback is given.
     #[arg(long, env = "SIMULATE_URL", default_value = "http://127.0.0.1:3000")]
     url: String,
+    #[command(flatten)]
+    tls: TlsArgs,
     /// HS256 key the server verifies tokens with (its JWT_SECRET).
     #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
     jwt_secret: String,
@@ -54,7 +56,8 @@ pub(crate) struct SimulateArgs {
     /// Comma-separated faults injected through a proxy: `drop:P` (cut every
     /// connection with probability P each second), `block-ws:SECS` (refuse
     /// websocket upgrades), `kill-link:SECS` (black hole), `delay:MS`.
-    /// Windows run one after another from 1 s in.
+    /// Windows run one after another from 1 s in. http:// URLs only (the
+    /// proxy reads the plain requests).
     #[arg(long, env = "SIMULATE_FAULTS", value_delimiter = ',')]
     faults: Vec<Fault>,
     /// Driver ids are `<prefix>-001`, `<prefix>-002`, ...
@@ -79,6 +82,7 @@ pub(crate) struct SimulateArgs {
 #[derive(Debug)]
 struct SimulateConfig {
     url: String,
+    tls: TlsConfig,
     secret: String,
     drivers: u32,
     period: Duration,
@@ -102,6 +106,10 @@ impl TryFrom<SimulateArgs> for SimulateConfig {
             "--url host {host:?} is not a loopback address; the simulator only drives servers on this \
              machine unless --allow-non-loopback is given"
         );
+        ensure!(
+            args.faults.is_empty() || !is_tls(&args.url),
+            "--faults works with an http:// --url only: the fault proxy reads the plain requests"
+        );
         ensure!(!args.jwt_secret.is_empty(), "--jwt-secret must not be empty");
         ensure!((1..=10_000).contains(&args.drivers), "--drivers must be in 1..=10000");
         ensure!(
@@ -114,6 +122,7 @@ impl TryFrom<SimulateArgs> for SimulateConfig {
         let seed = args.seed.unwrap_or_else(epoch_millis);
         Ok(SimulateConfig {
             url: args.url.trim_end_matches('/').to_owned(),
+            tls: args.tls.to_config()?,
             secret: args.jwt_secret,
             drivers: args.drivers,
             period: Duration::from_secs_f64(1.0 / args.rate),
@@ -195,6 +204,7 @@ impl std::fmt::Display for Report {
 /// pending after the drain timeout (the report is printed first).
 pub(crate) async fn run(args: SimulateArgs) -> anyhow::Result<()> {
     let config = SimulateConfig::try_from(args)?;
+    check_tls(&config.url, &config.tls).await?;
     let temp;
     let outbox_dir = match &config.outbox_dir {
         Some(dir) => {
@@ -224,6 +234,7 @@ pub(crate) async fn run(args: SimulateArgs) -> anyhow::Result<()> {
             async move { Ok::<_, TokenError>(token) }
         };
         let mut driver_config = DriverConfig::new(&url, &path, provider);
+        driver_config.tls = config.tls.clone();
         // Quicker than the SDK defaults (1 s … 30 s): a short run should
         // show recovery, not waiting.
         driver_config.backoff = BackoffConfig { base: Duration::from_millis(200), cap: Duration::from_secs(3) };
@@ -418,10 +429,13 @@ mod tests {
             &["--duration", "-1"],
             &["--faults", "nap:1"],
             &["--area", "1,2"],
+            &["--url", "https://127.0.0.1:3443", "--faults", "drop:0.1"],
+            &["--url", "https://127.0.0.1:3443", "--ca-cert", "/nonexistent/ca.pem"],
         ] {
             assert!(config(bad).is_err(), "{bad:?}");
         }
         assert!(config(&["--url", "http://10.1.2.3:3000", "--allow-non-loopback"]).is_ok());
+        assert!(config(&["--url", "https://localhost:3443/"]).is_ok_and(|c| c.url == "https://localhost:3443"));
     }
 
     #[test]

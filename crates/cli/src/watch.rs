@@ -12,14 +12,17 @@ use anyhow::{Context, bail, ensure};
 use time::OffsetDateTime;
 use wecare_client::{TokenError, Watcher, WatcherConfig, WatcherConnection, WatcherEvent};
 
+use crate::target::{TlsArgs, check_tls, url_host};
 use fleet::Fleet;
 
 /// A live view of the fleet.
 #[derive(clap::Args, Debug)]
 pub(crate) struct WatchArgs {
-    /// Base URL of the server.
+    /// Base URL of the server, http:// or https://.
     #[arg(long, env = "WATCH_URL", default_value = "http://127.0.0.1:3000")]
     url: String,
+    #[command(flatten)]
+    tls: TlsArgs,
     /// HS256 key the server verifies tokens with (its JWT_SECRET).
     #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
     jwt_secret: String,
@@ -42,6 +45,7 @@ pub(crate) struct WatchArgs {
 /// # Errors
 /// No snapshot within `--timeout` (with `--once`) or bad flags.
 pub(crate) async fn run(args: WatchArgs) -> anyhow::Result<()> {
+    url_host(&args.url)?;
     ensure!(!args.jwt_secret.is_empty(), "--jwt-secret must not be empty");
     ensure!(args.timeout.is_finite() && args.timeout > 0.0, "--timeout must be a positive number of seconds");
     let (secret, role) = (args.jwt_secret.clone(), args.role.clone());
@@ -49,7 +53,11 @@ pub(crate) async fn run(args: WatchArgs) -> anyhow::Result<()> {
         let token = mint(&secret, &role);
         async move { Ok::<_, TokenError>(token) }
     };
-    let mut config = WatcherConfig::new(args.url.trim_end_matches('/'), provider);
+    let url = args.url.trim_end_matches('/');
+    let tls = args.tls.to_config()?;
+    check_tls(url, &tls).await?;
+    let mut config = WatcherConfig::new(url, provider);
+    config.tls = tls;
     config.long_poll_after = Duration::from_secs(3);
     let (watcher, mut events) = Watcher::start(config).await.context("starting the watcher")?;
     let connection = watcher.connection();

@@ -28,6 +28,7 @@ pub(super) async fn run(config: CatchUpConfig) -> anyhow::Result<()> {
     let token = mint_token(&config.target.jwt_secret, "bench-catch-up", "officer", Duration::from_secs(3600));
     let auth = serde_json::json!({ "token": token, "lastSeq": config.from });
     let mut opts = ConnectOptions::locations(&config.target.url, auth);
+    opts.tls = config.target.tls.clone();
     opts.event_mode = EventMode::Raw;
     opts.event_buffer = 4096;
     let started = Instant::now();
