@@ -24,11 +24,14 @@ pub enum ErrorCode {
     RateLimited,
     /// Storage could not commit.
     Unavailable,
+    /// Storage could not commit: the code of an HTTP 503 (contract §6, v1.2).
+    /// Socket acks and REST `results` items say [`ErrorCode::Unavailable`].
+    StorageUnavailable,
 }
 
 impl ErrorCode {
     /// Every code, in a fixed order (for per-code tables such as metrics).
-    pub const ALL: [ErrorCode; 8] = [
+    pub const ALL: [ErrorCode; 9] = [
         Self::AuthRequired,
         Self::InvalidToken,
         Self::TokenExpired,
@@ -37,6 +40,7 @@ impl ErrorCode {
         Self::InvalidCoordinates,
         Self::RateLimited,
         Self::Unavailable,
+        Self::StorageUnavailable,
     ];
 
     /// The code as it appears on the wire.
@@ -50,12 +54,13 @@ impl ErrorCode {
             Self::InvalidCoordinates => "INVALID_COORDINATES",
             Self::RateLimited => "RATE_LIMITED",
             Self::Unavailable => "UNAVAILABLE",
+            Self::StorageUnavailable => "STORAGE_UNAVAILABLE",
         }
     }
 
     /// Whether the same message may succeed if sent again later.
     pub const fn is_retryable(self) -> bool {
-        matches!(self, Self::RateLimited | Self::Unavailable)
+        matches!(self, Self::RateLimited | Self::Unavailable | Self::StorageUnavailable)
     }
 
     /// The exact `connect_error` message for handshake failures (contract §2);

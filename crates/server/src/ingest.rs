@@ -49,9 +49,10 @@ impl Ingest {
     /// Validates and stores fixes (one `location:update`, or a batch's items).
     pub(crate) async fn fixes(&self, who: &Principal, items: &[Value]) -> Vec<Outcome> {
         let received = now_ms();
-        let Some(driver) = who.driver_id() else {
+        let Some(sender) = who.sender() else {
             return self.count(items.iter().map(|_| Err(NOT_A_DRIVER)).collect());
         };
+        let driver = &sender.driver;
         let mut out: Vec<Option<Outcome>> = vec![None; items.len()];
         let mut slots = Vec::with_capacity(items.len());
         let mut events = Vec::with_capacity(items.len());
@@ -59,7 +60,7 @@ impl Ingest {
             match validate::fix(item, driver, received) {
                 Ok(fix) => {
                     slots.push((i, fix.adjusted));
-                    events.push(NewEvent::location(driver.clone(), who.email.clone(), fix, received));
+                    events.push(NewEvent::location(sender.clone(), fix, received));
                 }
                 Err(r) => out[i] = Some(Err(r)),
             }
@@ -88,13 +89,13 @@ impl Ingest {
     /// Validates and stores a status change.
     pub(crate) async fn status(&self, who: &Principal, payload: &Value) -> Outcome {
         let received = now_ms();
-        let outcome = match who.driver_id() {
+        let outcome = match who.sender() {
             None => Err(NOT_A_DRIVER),
-            Some(driver) => match validate::status_change(payload, driver) {
+            Some(sender) => match validate::status_change(payload, &sender.driver) {
                 Err(r) => Err(r),
-                Ok(_) if self.rate.take(driver, 1, Instant::now()) == 0 => Err(RATE_LIMITED),
+                Ok(_) if self.rate.take(&sender.driver, 1, Instant::now()) == 0 => Err(RATE_LIMITED),
                 Ok(change) => {
-                    let ev = NewEvent::status(driver.clone(), who.email.clone(), change, received);
+                    let ev = NewEvent::status(sender, change, received);
                     let id = ev.id.clone();
                     match self.sequencer.submit(vec![ev]).await.map(|mut v| v.pop()) {
                         Ok(Some(appended)) => Ok(accepted(id, appended, received, false)),

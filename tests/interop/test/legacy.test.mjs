@@ -104,6 +104,37 @@ class LegacyOfficerMap {
   close() { this.socket.disconnect(); }
 }
 
+/**
+ * The deployed Map Command page: rows `{ driverId, driverName, latitude,
+ * longitude, status, lastUpdated }` from the backend's 10-second poll, and
+ * each `location:updated` merged into its row with `{ ...row, ...event }`.
+ */
+class MapCommandPage {
+  constructor(server, token, rows) {
+    this.rows = rows.map((r) => ({ ...r }));
+    this.socket = io(`${server.url}/locations`, { auth: { token }, forceNew: true, extraHeaders: { Origin: BROWSER_ORIGIN } });
+    this.socket.on('location:updated', (event) => {
+      this.rows = this.rows.map((row) => (String(row.driverId) === String(event.driverId) ? { ...row, ...event } : row));
+    });
+  }
+
+  ready() {
+    return withTimeout(new Promise((resolve, reject) => {
+      if (this.socket.connected) resolve();
+      this.socket.once('connect', resolve);
+      this.socket.once('connect_error', reject);
+    }), 5000, 'Map Command connect');
+  }
+
+  /** Where the page draws the marker of `driverId`. */
+  marker(driverId) {
+    const row = this.rows.find((r) => String(r.driverId) === String(driverId));
+    return row && { lat: row.latitude, lng: row.longitude, at: row.lastUpdated, name: row.driverName };
+  }
+
+  close() { this.socket.disconnect(); }
+}
+
 describe('legacy WeCare web client compatibility', () => {
   let server;
   const apps = [];
@@ -202,6 +233,47 @@ describe('legacy WeCare web client compatibility', () => {
     const marker = await waitUntil(() => map.markers.get('a1b2c3d4-0005'), { what: 'marker' });
     assert.equal(marker.status, 'BUSY');
     assert.equal(marker.lat, 13.9);
+  });
+
+  test('(v1.2) the Map Command page merges events into its rows ({ ...row, ...event }): markers follow the fixes', async () => {
+    const token = backendToken(server, { id: 901, email: 'officer901@wecare.test', role: 'officer' });
+    // What the backend's stale poll returned: the row is where the driver was an hour ago.
+    const stale = { driverId: 'a1b2c3d4-0007', driverName: 'from the poll', latitude: 13.0, longitude: 100.0, status: 'AVAILABLE', lastUpdated: new Date(Date.now() - 3_600_000).toISOString() };
+    const page = new MapCommandPage(server, token, [stale]);
+    apps.push(page);
+    await page.ready();
+    const driverToken = backendToken(server, { id: 47, email: 'driver47@wecare.test', role: 'driver', driver_id: 'a1b2c3d4-0007', full_name: 'สมชาย ใจดี' });
+    const driver = new LegacyDriverApp(server, driverToken, 'a1b2c3d4-0007');
+    apps.push(driver);
+    await driver.ready();
+    for (const [lat, lng] of [[13.7563, 100.5018], [13.7571, 100.5025], [13.7580, 100.5031]]) {
+      const timestamp = new Date().toISOString();
+      const res = await driver.sendLocation({ driverId: 'a1b2c3d4-0007', lat, lng, timestamp });
+      assert.equal(res.via, 'socket', JSON.stringify(res));
+      const m = await waitUntil(() => (page.marker('a1b2c3d4-0007')?.lat === lat ? page.marker('a1b2c3d4-0007') : null), { what: `marker at ${lat}` });
+      assert.equal(m.lng, lng);
+      assert.equal(new Date(m.at).getTime(), new Date(timestamp).getTime(), 'lastUpdated is the fix time');
+      assert.match(m.at, ISO_MS_Z);
+      assert.equal(m.name, 'สมชาย ใจดี', 'driverName from the token name claim');
+    }
+  });
+
+  test('(v1.2) the HTTP fallback checks only response.ok: a refused fix is not counted as delivered, a good one is', async () => {
+    const token = backendToken(server, { id: 48, email: 'driver48@wecare.test', role: 'driver', driver_id: 'a1b2c3d4-0008' });
+    const driver = new LegacyDriverApp(server, token, 'a1b2c3d4-0008');
+    apps.push(driver);
+    await driver.ready();
+    driver.socket.disconnect();
+    const sent = [
+      { driverId: 'a1b2c3d4-0008', lat: 200, lng: 100.5, timestamp: new Date().toISOString() },
+      { driverId: 'somebody-else', lat: 13.7, lng: 100.5, timestamp: new Date().toISOString() },
+      { driverId: 'a1b2c3d4-0008', lat: 13.7, lng: 100.5, timestamp: new Date().toISOString() },
+    ];
+    const results = await withTimeout(Promise.all(sent.map((d) => driver.sendLocation(d))), ACK_GIVE_UP_MS + 5000, 'legacy sendLocation');
+    assert.deepEqual(results.map((r) => r.via), ['http', 'http', 'http']);
+    assert.deepEqual(results.map((r) => r.httpStatus), [400, 403, 200]);
+    const delivered = sent.filter((_, k) => results[k].ok).map((d) => d.lat);
+    assert.deepEqual(delivered, [13.7], 'only the valid fix counts as delivered');
   });
 
   test('a numeric driver_id claim and numeric driverId in the body work as the same identity', async () => {

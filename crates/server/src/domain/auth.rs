@@ -11,6 +11,8 @@ use serde_json::{Map, Value};
 use sha2::Sha256;
 use wecare_proto::{DriverId, ErrorCode};
 
+use crate::domain::event::Sender;
+
 type HmacSha256 = Hmac<Sha256>;
 
 /// Longest token accepted; WeCare tokens are a few hundred bytes.
@@ -57,6 +59,8 @@ pub(crate) struct Principal {
     /// The role as written in the token.
     pub(crate) role: String,
     pub(crate) email: Option<String>,
+    /// `name`, else `full_name`, else `fullName`: shown to officers as `driverName`.
+    pub(crate) name: Option<String>,
     pub(crate) access: Access,
     /// `exp`, epoch seconds.
     pub(crate) expires_at: i64,
@@ -68,6 +72,15 @@ impl Principal {
             Access::Driver(id) => Some(id),
             Access::Watcher => None,
         }
+    }
+
+    /// The sender of a driver's events, `None` for watchers.
+    pub(crate) fn sender(&self) -> Option<Sender> {
+        self.driver_id().map(|driver| Sender {
+            driver: driver.clone(),
+            email: self.email.clone(),
+            name: self.name.clone(),
+        })
     }
 
     pub(crate) fn is_watcher(&self) -> bool {
@@ -142,11 +155,13 @@ impl TokenVerifier {
         } else {
             return Err(AuthError::Forbidden);
         };
-        let email = match claims.get("email") {
-            Some(Value::String(e)) => Some(e.clone()),
+        let text = |k: &str| match claims.get(k) {
+            Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
             _ => None,
         };
-        Ok(Principal { subject, role, email, access, expires_at: exp })
+        let email = text("email");
+        let name = ["name", "full_name", "fullName"].iter().find_map(|k| text(k));
+        Ok(Principal { subject, role, email, name, access, expires_at: exp })
     }
 
     fn verified_claims(&self, token: &str) -> Result<Map<String, Value>, AuthError> {
@@ -232,6 +247,17 @@ mod tests {
         assert_eq!(p.subject, "7");
         assert_eq!(p.driver_id().unwrap().as_str(), "drv-9");
         assert_eq!(p.email.as_deref(), Some("d@x"));
+        assert_eq!(p.name, None);
+    }
+
+    #[test]
+    fn name_claims_in_order() {
+        let t = token(json!({"id": 7, "role": "driver", "full_name": "Somchai", "fullName": "X", "exp": NOW + 60}));
+        assert_eq!(verifier().verify(&t, NOW).unwrap().name.as_deref(), Some("Somchai"));
+        let t = token(json!({"id": 7, "role": "driver", "name": "A", "full_name": "B", "exp": NOW + 60}));
+        assert_eq!(verifier().verify(&t, NOW).unwrap().name.as_deref(), Some("A"));
+        let t = token(json!({"id": 7, "role": "driver", "fullName": "C", "exp": NOW + 60}));
+        assert_eq!(verifier().verify(&t, NOW).unwrap().name.as_deref(), Some("C"));
     }
 
     #[test]

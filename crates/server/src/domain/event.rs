@@ -51,6 +51,8 @@ pub(crate) enum Body {
 pub(crate) struct NewEvent {
     pub(crate) driver: DriverId,
     pub(crate) email: Option<String>,
+    /// The driver's display name from the token (`name`, `full_name` or `fullName`).
+    pub(crate) name: Option<String>,
     /// The client's id, or one the server made up (then `dedup` is false).
     pub(crate) id: MessageId,
     pub(crate) dedup: bool,
@@ -59,19 +61,21 @@ pub(crate) struct NewEvent {
 }
 
 impl NewEvent {
-    pub(crate) fn location(driver: DriverId, email: Option<String>, fix: Fix, received: Millis) -> Self {
+    pub(crate) fn location(sender: Sender, fix: Fix, received: Millis) -> Self {
         let (id, dedup) = client_or_server_id(fix.id.clone());
-        Self { driver, email, id, dedup, received, body: Body::Location(fix) }
+        let Sender { driver, email, name } = sender;
+        Self { driver, email, name, id, dedup, received, body: Body::Location(fix) }
     }
 
-    pub(crate) fn status(driver: DriverId, email: Option<String>, change: StatusChange, received: Millis) -> Self {
+    pub(crate) fn status(sender: Sender, change: StatusChange, received: Millis) -> Self {
         let (id, dedup) = client_or_server_id(change.id);
-        Self { driver, email, id, dedup, received, body: Body::Status(change.status) }
+        let Sender { driver, email, name } = sender;
+        Self { driver, email, name, id, dedup, received, body: Body::Status(change.status) }
     }
 
     pub(crate) fn presence(driver: DriverId, online: bool, received: Millis) -> Self {
         let (id, dedup) = client_or_server_id(None);
-        Self { driver, email: None, id, dedup, received, body: Body::Presence { online } }
+        Self { driver, email: None, name: None, id, dedup, received, body: Body::Presence { online } }
     }
 
     pub(crate) fn kind(&self) -> EventKind {
@@ -80,6 +84,22 @@ impl NewEvent {
             Body::Status(_) => EventKind::Status,
             Body::Presence { .. } => EventKind::Presence,
         }
+    }
+}
+
+/// Who sent an event, as its token says.
+#[derive(Debug, Clone)]
+pub(crate) struct Sender {
+    pub(crate) driver: DriverId,
+    pub(crate) email: Option<String>,
+    pub(crate) name: Option<String>,
+}
+
+impl Sender {
+    /// A sender known only by its identity (tests, tools).
+    #[cfg(test)]
+    pub(crate) fn bare(driver: &str) -> Self {
+        Self { driver: DriverId::new(driver), email: None, name: None }
     }
 }
 
@@ -143,9 +163,16 @@ struct LocationUpdated<'a> {
     driver_id: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     driver_email: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    driver_name: Option<&'a str>,
     lat: f64,
     lng: f64,
-    recorded_at: String,
+    /// v1.2: `lat`/`lng`/`recordedAt` again under the names of the deployed
+    /// Map Command page's rows, which it merges events into.
+    latitude: f64,
+    longitude: f64,
+    recorded_at: &'a str,
+    last_updated: &'a str,
     timestamp: String,
     status: DriverStatus,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -185,25 +212,32 @@ pub(crate) fn encode(ev: &NewEvent, seq: Seq, derived: Derived) -> StreamEvent {
     let driver_id = ev.driver.as_str();
     let timestamp = iso(ev.received);
     let (json, recorded_at) = match &ev.body {
-        Body::Location(fix) => (
-            serde_json::to_string(&LocationUpdated {
-                seq,
-                id: ev.id.as_str(),
-                driver_id,
-                driver_email: ev.email.as_deref(),
-                lat: fix.lat,
-                lng: fix.lng,
-                recorded_at: iso(fix.recorded_at),
-                timestamp,
-                status: derived.current_status,
-                accuracy: fix.accuracy,
-                heading: fix.heading,
-                speed: fix.speed,
-                outdated: derived.outdated,
-                adjusted: fix.adjusted,
-            }),
-            fix.recorded_at,
-        ),
+        Body::Location(fix) => {
+            let recorded_at = iso(fix.recorded_at);
+            (
+                serde_json::to_string(&LocationUpdated {
+                    seq,
+                    id: ev.id.as_str(),
+                    driver_id,
+                    driver_email: ev.email.as_deref(),
+                    driver_name: ev.name.as_deref(),
+                    lat: fix.lat,
+                    lng: fix.lng,
+                    latitude: fix.lat,
+                    longitude: fix.lng,
+                    recorded_at: &recorded_at,
+                    last_updated: &recorded_at,
+                    timestamp,
+                    status: derived.current_status,
+                    accuracy: fix.accuracy,
+                    heading: fix.heading,
+                    speed: fix.speed,
+                    outdated: derived.outdated,
+                    adjusted: fix.adjusted,
+                }),
+                fix.recorded_at,
+            )
+        }
         Body::Status(status) => (
             serde_json::to_string(&StatusUpdated {
                 seq,

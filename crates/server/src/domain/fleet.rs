@@ -90,6 +90,7 @@ impl Fleet {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::event::Sender;
     use crate::domain::validate::Fix;
     use serde_json::Value;
 
@@ -108,7 +109,7 @@ mod tests {
     }
 
     fn apply(fleet: &mut Fleet, recorded_at: Millis, received: Millis, status: Option<DriverStatus>) -> Value {
-        let ev = NewEvent::location(DriverId::new("d"), None, fix_at(recorded_at, status), received);
+        let ev = NewEvent::location(Sender::bare("d"), fix_at(recorded_at, status), received);
         serde_json::from_str(fleet.apply(&ev, Seq(1)).json.get()).unwrap()
     }
 
@@ -135,8 +136,7 @@ mod tests {
         let mut fleet = Fleet::default();
         assert_eq!(apply(&mut fleet, 1, 1, None)["status"], "AVAILABLE");
         let ev = NewEvent::status(
-            DriverId::new("d"),
-            None,
+            Sender::bare("d"),
             crate::domain::validate::StatusChange { id: None, status: DriverStatus::OnTrip },
             5,
         );

@@ -9,7 +9,7 @@ use wecare_proto::{DriverId, MessageId, Seq};
 
 use super::{Appended, EventLog};
 use crate::clock::now_ms;
-use crate::domain::event::NewEvent;
+use crate::domain::event::{NewEvent, Sender};
 use crate::domain::validate::Fix;
 
 fn fix(id: &str, recorded_at: i64) -> Fix {
@@ -27,7 +27,7 @@ fn fix(id: &str, recorded_at: i64) -> Fix {
 }
 
 fn loc(driver: &str, id: &str, recorded_at: i64, received: i64) -> NewEvent {
-    NewEvent::location(DriverId::new(driver), None, fix(id, recorded_at), received)
+    NewEvent::location(Sender::bare(driver), fix(id, recorded_at), received)
 }
 
 fn seqs(out: &[Appended]) -> Vec<(bool, u64)> {

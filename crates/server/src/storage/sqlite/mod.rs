@@ -378,7 +378,13 @@ mod tests {
         };
         {
             let log = SqliteLog::open(dir.path()).unwrap();
-            log.append(vec![NewEvent::location(DriverId::new("d"), Some("d@x".into()), fix, t)]).await.unwrap();
+            log.append(vec![NewEvent::location(
+                crate::domain::event::Sender { driver: DriverId::new("d"), email: Some("d@x".into()), name: None },
+                fix,
+                t,
+            )])
+            .await
+            .unwrap();
         }
         let log = SqliteLog::open(dir.path()).unwrap();
         let snap = log.snapshot().await.unwrap();
