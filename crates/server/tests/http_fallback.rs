@@ -35,8 +35,10 @@ async fn rest_refusals_have_contract_codes() {
     assert_eq!(code, 413);
     let (code, body) =
         server.http("POST", "/api/realtime/locations", Some(&d), Some(r#"{"lat":"13.7","lng":100}"#)).await;
-    // A refused update is a result, exactly as the socket acks it (contract §6).
-    assert_eq!((code, body["results"][0]["code"].as_str()), (200, Some("INVALID_PAYLOAD")));
+    // One refused update: the status of its code, and its result exactly as
+    // the socket acks it (contract §6, v1.2).
+    assert_eq!((code, body["code"].as_str()), (400, Some("INVALID_PAYLOAD")));
+    assert_eq!(body["results"][0]["code"], "INVALID_PAYLOAD");
     assert_eq!(body["results"][0]["retryable"], false);
 }
 

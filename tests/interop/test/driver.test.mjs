@@ -628,9 +628,13 @@ describe('§3 RATE_LIMITED (basic)', () => {
     let r;
     for (let i = 0; i < 200; i += 1) {
       r = await rest(server, 'POST', '/api/realtime/locations', { token: d.token, body: fix() });
-      assert.equal(r.status, 200, r.text);
       if (r.body?.results?.[0]?.status !== 'ok') break;
+      assert.equal(r.status, 200, r.text);
     }
+    // v1.2 §6: one refused update gets its code's HTTP status, with Retry-After.
+    assert.equal(r.status, 429, r.text);
+    assert.ok(Number(r.headers['retry-after']) >= 1, `Retry-After: ${r.headers['retry-after']}`);
+    assert.equal(r.body.code, 'RATE_LIMITED');
     assertError(r.body.results[0], 'RATE_LIMITED', 'REST');
     d.close();
   });

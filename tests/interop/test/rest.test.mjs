@@ -67,24 +67,45 @@ describe('§6 REST', () => {
     });
   }
 
-  test('single-update failures: 200 {status:ok, results:[error item]}, exactly as the socket acks', async () => {
+  test('(v1.2) a refused single update gets the HTTP status of its code; the body keeps results:[error item]', async () => {
     const tok = server.driverToken();
     const cases = [
-      [fix({ lat: 200 }), 'INVALID_COORDINATES'],
-      [fix({ lng: 'x' }), 'INVALID_PAYLOAD'],
-      [fix({ status: 'NAPPING' }), 'INVALID_PAYLOAD'],
-      [fix({ id: '' }), 'INVALID_PAYLOAD'],
-      [fix({ driverId: 'not-me' }), 'FORBIDDEN'],
+      [fix({ lat: 200 }), 'INVALID_COORDINATES', 400],
+      [fix({ lng: 'x' }), 'INVALID_PAYLOAD', 400],
+      [fix({ status: 'NAPPING' }), 'INVALID_PAYLOAD', 400],
+      [fix({ id: '' }), 'INVALID_PAYLOAD', 400],
+      [fix({ driverId: 'not-me' }), 'FORBIDDEN', 403],
     ];
+    const before = (await rest(server, 'GET', '/api/realtime/events?since=0&limit=1000', { token: wTok })).body.lastSeq;
     for (const path of INGEST_PATHS) {
-      for (const [body, code] of cases) {
+      for (const [body, code, status] of cases) {
         const r = await rest(server, 'POST', path, { token: tok, body });
-        assert.equal(r.status, 200, `${path} ${code}: ${r.text}`);
-        assert.equal(r.body?.status, 'ok', r.text);
+        assert.equal(r.status, status, `${path} ${code}: ${r.text}`);
+        // What the deployed web client checks: a refused fix is not "ok".
+        assert.equal(r.status >= 200 && r.status < 300, false);
+        assert.equal(r.body?.status, 'error', r.text);
+        assert.equal(r.body?.code, code, r.text);
+        assert.equal(typeof r.body?.message, 'string', r.text);
+        assert.equal(r.headers['retry-after'], undefined, 'a final refusal has no Retry-After');
         assert.ok(Array.isArray(r.body?.results) && r.body.results.length === 1, r.text);
         assertError(r.body.results[0], code, `${path} item`);
       }
     }
+    await barrier(tok);
+    const page = (await rest(server, 'GET', `/api/realtime/events?since=${before}&limit=1000`, { token: wTok })).body;
+    assert.equal(page.events.length, 1, `only the barrier fix was stored: ${JSON.stringify(page.events)}`);
+  });
+
+  test('(v1.2) a batch body with refused items keeps 200 and per-item results; a duplicate single update is 200', async () => {
+    const tok = server.driverToken();
+    const good = fix();
+    const r = await rest(server, 'POST', '/api/driver-locations', { token: tok, body: { updates: [good, fix({ lat: 200 })] } });
+    assert.equal(r.status, 200, r.text);
+    assertOk(r.body.results[0], good);
+    assertError(r.body.results[1], 'INVALID_COORDINATES', 'batch item');
+    const again = await rest(server, 'POST', '/api/driver-locations', { token: tok, body: good });
+    assert.equal(again.status, 200, again.text);
+    assert.equal(again.body.results[0].duplicate, true);
   });
 
   test('same dedup as the socket: socket then HTTP (and HTTP then socket) with the same id → stored and broadcast once', async () => {

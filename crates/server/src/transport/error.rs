@@ -18,8 +18,38 @@ pub(crate) struct ApiError {
     body: ErrorBody,
 }
 
+/// Seconds a client should wait before retrying a refusal with `code`
+/// (`Retry-After`), for the retryable ones.
+pub(crate) fn retry_after(code: ErrorCode) -> Option<&'static str> {
+    match code {
+        ErrorCode::RateLimited => Some("1"),
+        ErrorCode::Unavailable | ErrorCode::StorageUnavailable => Some("2"),
+        _ => None,
+    }
+}
+
+/// The code a REST refusal carries at its top level: an ack's `UNAVAILABLE`
+/// is an HTTP 503 `STORAGE_UNAVAILABLE` (contract §6, v1.2).
+pub(crate) fn rest_code(code: ErrorCode) -> ErrorCode {
+    match code {
+        ErrorCode::Unavailable => ErrorCode::StorageUnavailable,
+        other => other,
+    }
+}
+
+/// A REST refusal with `code` and a body of the handler's own: the
+/// code's HTTP status, and `Retry-After` when a retry can succeed.
+pub(crate) fn refusal(code: ErrorCode, body: &impl serde::Serialize) -> Response {
+    let mut response = (status_of(code), Json(body)).into_response();
+    if let Some(secs) = retry_after(code) {
+        response.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from_static(secs));
+    }
+    response
+}
+
 impl ApiError {
     pub(crate) fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        let code = rest_code(code);
         Self { status: status_of(code), body: ErrorBody::new(code, message) }
     }
 
@@ -49,7 +79,7 @@ pub(crate) fn status_of(code: ErrorCode) -> StatusCode {
         ErrorCode::AuthRequired | ErrorCode::InvalidToken | ErrorCode::TokenExpired => StatusCode::UNAUTHORIZED,
         ErrorCode::Forbidden => StatusCode::FORBIDDEN,
         ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
-        ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorCode::Unavailable | ErrorCode::StorageUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         _ => StatusCode::BAD_REQUEST,
     }
 }
@@ -75,6 +105,9 @@ impl From<crate::storage::StorageError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        if self.status == status_of(self.body.code) {
+            return refusal(self.body.code, &self.body);
+        }
         (self.status, Json(self.body)).into_response()
     }
 }

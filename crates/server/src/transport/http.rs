@@ -16,14 +16,15 @@ use serde_json::value::RawValue;
 use tokio::time::Instant;
 use wecare_proto::{ErrorCode, Seq};
 
-use super::ack::{AckItem, BatchAck};
-use super::error::{ApiError, status_of};
+use super::ack::{AckItem, BatchAck, ErrorBody};
+use super::error::{ApiError, refusal, rest_code};
 use super::events_page::{EventsPage, SyncQuery, parse_count};
 use crate::app::SharedState;
 use crate::clock::{now_ms, parse_time};
 use crate::domain::auth::{AuthError, Principal};
-use crate::domain::validate;
+use crate::domain::validate::{self, Rejection};
 use crate::stream::snapshot;
+use crate::transport::socket::SHUTTING_DOWN;
 
 /// Largest accepted body.
 pub(crate) const MAX_BODY: usize = 1024 * 1024;
@@ -116,6 +117,9 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
 }
 
 async fn post_locations(State(app): State<SharedState>, who: Bearer, JsonBody(body): JsonBody) -> Response {
+    let Some(_accepting) = app.drain.accept() else {
+        return ApiError::from(&SHUTTING_DOWN).into_response();
+    };
     let who = match who.driver() {
         Ok(p) => p,
         Err(e) => return e.into_response(),
@@ -131,20 +135,46 @@ async fn post_locations(State(app): State<SharedState>, who: Bearer, JsonBody(bo
     if !body.is_object() {
         return ApiError::payload("body must be one update or { updates: [...] }").into_response();
     }
-    // One update or a batch, the answer is the same shape (contract §6):
-    // 200 with one result per update, exactly as the socket acks them.
+    // One update: 200 with its result as the socket acks it; refused, the
+    // HTTP status of its code (contract §6, v1.2), so a client that checks
+    // only `response.ok` does not count a refused fix as delivered.
     let outcomes = app.ingest.fixes(&who, std::slice::from_ref(&body)).await;
-    Json(BatchAck::new(&outcomes)).into_response()
+    match outcomes.first() {
+        Some(Err(r)) => refusal(rest_code(r.code), &RefusedUpdate::new(r, &outcomes)),
+        _ => Json(BatchAck::new(&outcomes)).into_response(),
+    }
+}
+
+/// `{ status: "error", code, message, results: [<the error item>] }`.
+#[derive(Serialize)]
+struct RefusedUpdate<'a> {
+    #[serde(flatten)]
+    error: ErrorBody,
+    results: Vec<AckItem<'a>>,
+}
+
+impl<'a> RefusedUpdate<'a> {
+    fn new(r: &Rejection, outcomes: &'a [crate::ingest::Outcome]) -> Self {
+        Self {
+            error: ErrorBody::new(rest_code(r.code), r.message),
+            results: outcomes.iter().map(AckItem::from).collect(),
+        }
+    }
 }
 
 async fn post_status(State(app): State<SharedState>, who: Bearer, JsonBody(body): JsonBody) -> Response {
+    let Some(_accepting) = app.drain.accept() else {
+        return ApiError::from(&SHUTTING_DOWN).into_response();
+    };
     let who = match who.driver() {
         Ok(p) => p,
         Err(e) => return e.into_response(),
     };
     let outcome = app.ingest.status(&who, &body).await;
-    let status = outcome.as_ref().err().map_or(StatusCode::OK, |r| status_of(r.code));
-    (status, Json(AckItem::from(&outcome))).into_response()
+    match &outcome {
+        Ok(_) => Json(AckItem::from(&outcome)).into_response(),
+        Err(r) => refusal(r.code, &AckItem::from(&outcome)),
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -188,7 +218,7 @@ async fn get_events(
         let woke = tokio::select! {
             r = head.changed() => r.is_ok(),
             () = tokio::time::sleep_until(deadline) => false,
-            () = app.stream.shutdown.cancelled() => false,
+            () = app.drain.requested().cancelled() => false,
         };
         if !woke {
             return Ok(Json(EventsPage::read(app.stream.log.as_ref(), query).await?));
@@ -286,10 +316,10 @@ async fn post_notify(
         return Err(ApiError::payload("rooms must hold 1 to 100 room names"));
     }
     let ns = app.io.get().and_then(|io| io.of(wecare_proto::NAMESPACE)).ok_or_else(ApiError::not_found)?;
-    let delivered = ns.clone().to(body.rooms.clone()).sockets().len();
-    if let Err(e) = ns.to(body.rooms).emit(&body.event, &body.data).await {
-        tracing::debug!(error = %e, "some notification sockets were not writable");
-    }
+    // Encoded once; `delivered` counts the sockets it was written to (a
+    // socket that closed meanwhile or whose send queue is full is not).
+    let data = serde_json::value::to_raw_value(&body.data).map_err(|_| ApiError::payload("data is not JSON"))?;
+    let delivered = ns.to(body.rooms).sockets().iter().filter(|s| s.emit(&body.event, &*data).is_ok()).count();
     Ok(Json(Notified { status: "ok", delivered }))
 }
 
@@ -298,7 +328,7 @@ async fn healthz() -> Json<Value> {
 }
 
 async fn readyz(State(app): State<SharedState>) -> Response {
-    let ready = app.stream.log.is_writable() && !app.stream.shutdown.is_cancelled();
+    let ready = app.stream.log.is_writable() && !app.drain.is_draining();
     let seq: Seq = app.stream.log.head();
     let body = serde_json::json!({ "status": if ready { "ok" } else { "unavailable" }, "seq": seq });
     let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
