@@ -111,6 +111,10 @@ struct ServeArgs {
     /// Sockets one user may hold open; opening one more closes the oldest.
     #[arg(long, env = "MAX_CONNECTIONS_PER_USER", default_value_t = 5)]
     max_connections_per_user: usize,
+    /// On SIGTERM: how long finishing the accepted events and closing the
+    /// sockets may take, ms.
+    #[arg(long, env = "SHUTDOWN_GRACE_MS", default_value_t = 10_000)]
+    shutdown_grace_ms: u64,
 }
 
 #[derive(Debug, Args)]
@@ -218,6 +222,7 @@ fn serve_config(args: &ServeArgs) -> anyhow::Result<ServerConfig> {
         max_connections_per_user: args.max_connections_per_user.max(1),
         handshake_timeout: Duration::from_millis(args.handshake_timeout_ms.max(100)),
         web_dir: Some(args.web_dir.clone()),
+        shutdown_grace: Duration::from_millis(args.shutdown_grace_ms),
     })
 }
 

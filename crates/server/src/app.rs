@@ -16,6 +16,8 @@ pub(crate) struct AppState {
     pub(crate) stream: Arc<StreamDeps>,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) connections: crate::transport::connections::Connections,
+    /// Shutdown: whether events are still taken, and which are in flight.
+    pub(crate) drain: crate::shutdown::Drain,
     /// Set once the Socket.io layer is built (the layer needs the state first).
     pub(crate) io: std::sync::OnceLock<socketioxide::SocketIo>,
 }

@@ -44,6 +44,9 @@ pub struct ServerConfig {
     /// Sockets one user may hold open; the oldest is closed beyond it.
     /// Defaults to 5.
     pub max_connections_per_user: usize,
+    /// How long a shutdown may take to finish the accepted events and close
+    /// the sockets (contract §9). Defaults to 10 s.
+    pub shutdown_grace: Duration,
 }
 
 /// The default watcher roles of the contract.
@@ -74,6 +77,7 @@ impl Default for ServerConfig {
             max_connections_per_user: 5,
             handshake_timeout: Duration::from_secs(10),
             web_dir: None,
+            shutdown_grace: Duration::from_secs(10),
         }
     }
 }
@@ -94,6 +98,7 @@ impl std::fmt::Debug for ServerConfig {
             .field("retention", &self.retention)
             .field("notify", &self.notify_secret.is_some())
             .field("max_connections_per_user", &self.max_connections_per_user)
+            .field("shutdown_grace", &self.shutdown_grace)
             .finish_non_exhaustive()
     }
 }

@@ -29,6 +29,7 @@
 //! # }
 //! ```
 
+use std::future::IntoFuture;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -46,6 +47,7 @@ mod config;
 mod domain;
 mod ingest;
 mod metrics;
+mod shutdown;
 mod storage;
 mod stream;
 mod transport;
@@ -63,8 +65,10 @@ use storage::EventLog;
 use storage::sqlite::SqliteLog;
 use stream::StreamDeps;
 
-/// How long open HTTP requests may take to finish once shutdown starts.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+/// How long HTTP requests still open once the sockets are closed (a
+/// long-poll of an Engine.IO session that never joined, a slow client) may
+/// hold the process: every accepted event was answered before that.
+const HTTP_LINGER: Duration = Duration::from_secs(1);
 
 /// Why the server could not run.
 #[derive(Debug, thiserror::Error)]
@@ -83,14 +87,17 @@ pub fn dev_token(secret: &str, claims: &serde_json::Value) -> String {
 }
 
 /// Serves `/locations` and the REST API on `listener` until `shutdown` is
-/// cancelled; then closes every socket (clients reconnect elsewhere or
-/// later), commits what was accepted, and returns.
+/// cancelled; then drains (contract §9): takes no new event, finishes the
+/// accepted ones (stored, acked, delivered), closes every socket (clients
+/// reconnect elsewhere or later), and returns within the shutdown grace.
 ///
 /// # Errors
 /// [`ServeError`] when the store cannot be opened or the listener fails.
 pub async fn serve(listener: TcpListener, config: ServerConfig, shutdown: CancellationToken) -> Result<(), ServeError> {
     let log: Arc<dyn EventLog> = Arc::new(SqliteLog::open(&config.data_dir)?);
     let tracker = TaskTracker::new();
+    // `shutdown` asks for a drain; `stop` ends the stream tasks after it.
+    let stop = CancellationToken::new();
     let metrics = Arc::new(metrics::Metrics::default());
     let (fanout_tx, fanout_rx) = mpsc::channel(1024);
     let (head_tx, head_rx) = watch::channel(log.head());
@@ -101,7 +108,7 @@ pub async fn serve(listener: TcpListener, config: ServerConfig, shutdown: Cancel
         presence: Arc::default(),
         metrics: Arc::clone(&metrics),
         tracker: tracker.clone(),
-        shutdown: shutdown.clone(),
+        stop: stop.clone(),
     });
     tracker.spawn(stream::fanout::run(Arc::clone(&stream), fanout_rx));
     let sequencer = stream::sequencer::Sequencer::spawn(
@@ -110,20 +117,21 @@ pub async fn serve(listener: TcpListener, config: ServerConfig, shutdown: Cancel
         head_tx,
         Arc::clone(&metrics),
         &tracker,
-        shutdown.clone(),
+        stop.clone(),
     );
-    tracker.spawn(retention(Arc::clone(&log), config.retention, shutdown.clone()));
+    tracker.spawn(retention(Arc::clone(&log), config.retention, stop.clone()));
 
     let verifier = TokenVerifier::new(&config.jwt_secret, config.jwt_leeway_secs, &config.watcher_roles);
     let origins = transport::origin::Origins::new(&config.allowed_origins);
     let state = Arc::new(AppState {
-        ingest: ingest::Ingest::new(sequencer, config.rate_limit_per_sec, Arc::clone(&metrics)),
+        ingest: ingest::Ingest::new(sequencer.clone(), config.rate_limit_per_sec, Arc::clone(&metrics)),
         verifier,
         stream,
         metrics,
         config: config.clone(),
         io: std::sync::OnceLock::new(),
         connections: transport::connections::Connections::new(config.max_connections_per_user),
+        drain: shutdown::Drain::new(shutdown.clone()),
     });
 
     let max = transport::http::MAX_BODY;
@@ -154,6 +162,7 @@ pub async fn serve(listener: TcpListener, config: ServerConfig, shutdown: Cancel
     let app = axum::Router::new()
         .fallback_service(transport::http::routes(Arc::clone(&state)))
         .layer(io_layer)
+        .layer(axum::middleware::from_fn_with_state(Arc::clone(&state), transport::draining::refuse_new_sessions))
         .layer(axum::middleware::from_fn(transport::compact::compact_socketio_request))
         .layer(axum::middleware::from_fn_with_state(origins.clone(), transport::origin::guard_ws_origin))
         .layer(origins.cors())
@@ -165,14 +174,34 @@ pub async fn serve(listener: TcpListener, config: ServerConfig, shutdown: Cancel
     let addr = listener.local_addr()?;
     tracing::info!(%addr, stream_id = %log.stream_id(), head = log.head().0, "listening");
 
-    // Websockets never end on their own: close every socket's transport once
-    // shutdown starts, so the graceful HTTP shutdown can finish.
-    let closer = {
-        let io = io.clone();
-        let shutdown = shutdown.clone();
+    // The drain: events already taken are answered and delivered, then the
+    // sockets are closed (websockets never end on their own). HTTP keeps
+    // being served until then, so a long-polling client gets its acks too.
+    let grace = config.shutdown_grace;
+    let sockets_closed = CancellationToken::new();
+    let drained = {
+        let (state, io, shutdown, closed) = (Arc::clone(&state), io.clone(), shutdown.clone(), sockets_closed.clone());
         tokio::spawn(async move {
             shutdown.cancelled().await;
-            io.close().await;
+            let started = tokio::time::Instant::now();
+            let finish = async {
+                state.drain.settled().await;
+                sequencer.flush().await;
+            };
+            if tokio::time::timeout(grace, finish).await.is_err() {
+                tracing::warn!(?grace, "accepted events not finished within the shutdown grace; closing anyway");
+            }
+            if transport::draining::any_long_polling(&io) {
+                // A long-polling client receives what is queued for it only
+                // with its next poll, one HTTP round trip away: let it come
+                // (HTTP is still served) before its session is closed.
+                let left = grace.saturating_sub(started.elapsed());
+                tokio::time::sleep(transport::draining::POLL_SETTLE.min(left)).await;
+            }
+            tracing::info!(elapsed = ?started.elapsed(), "accepted events finished; closing sockets");
+            let left = grace.saturating_sub(started.elapsed());
+            let _ = tokio::time::timeout(left, io.close()).await;
+            closed.cancel();
         })
     };
     // TCP_NODELAY: frames are small and latency-bound; Nagle would hold a
@@ -182,19 +211,22 @@ pub async fn serve(listener: TcpListener, config: ServerConfig, shutdown: Cancel
             tracing::debug!(error = %e, "set_nodelay failed");
         }
     });
-    let graceful = axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
-    // A request still open after the grace period (an Engine.IO long-poll
-    // of a session that never joined a namespace, a slow client) does not
-    // hold the process: acked events are already committed.
+    let graceful =
+        axum::serve(listener, app).with_graceful_shutdown(sockets_closed.clone().cancelled_owned()).into_future();
+    tokio::pin!(graceful);
     let served = tokio::select! {
-        r = graceful => r,
-        () = async { shutdown.cancelled().await; tokio::time::sleep(SHUTDOWN_GRACE).await } => {
-            tracing::info!("requests still open after the shutdown grace period; closing them");
+        r = &mut graceful => r,
+        // A request still open after the sockets closed (an Engine.IO
+        // long-poll of a session that never joined, a slow client) does not
+        // hold the process: every accepted event was answered before.
+        () = async { sockets_closed.cancelled().await; tokio::time::sleep(HTTP_LINGER).await } => {
+            tracing::info!("requests still open after the sockets closed; closing them");
             Ok(())
         }
     };
     shutdown.cancel();
-    let _ = closer.await;
+    let _ = drained.await;
+    stop.cancel();
     tracker.close();
     tracker.wait().await;
     drop(state);
@@ -204,13 +236,13 @@ pub async fn serve(listener: TcpListener, config: ServerConfig, shutdown: Cancel
 
 /// Prunes the stream to the retention period, often enough that a short
 /// retention (tests) is honoured within a fraction of it.
-async fn retention(log: Arc<dyn EventLog>, keep: Duration, shutdown: CancellationToken) {
+async fn retention(log: Arc<dyn EventLog>, keep: Duration, stop: CancellationToken) {
     let every = (keep / 4).clamp(Duration::from_millis(250), Duration::from_secs(60));
     let keep_ms = i64::try_from(keep.as_millis()).unwrap_or(i64::MAX);
     loop {
         tokio::select! {
             () = tokio::time::sleep(every) => {}
-            () = shutdown.cancelled() => return,
+            () = stop.cancelled() => return,
         }
         match log.prune(clock::now_ms().saturating_sub(keep_ms)).await {
             Ok(0) => {}

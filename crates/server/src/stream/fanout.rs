@@ -46,6 +46,8 @@ pub(crate) enum Command {
     Join(Join),
     /// A watcher socket closed.
     Leave(Sid),
+    /// Answered once every earlier publish has been delivered.
+    Flush(oneshot::Sender<()>),
 }
 
 /// A request to go live.
@@ -117,13 +119,13 @@ struct Fanout {
     ring: VecDeque<SharedEvent>,
 }
 
-/// Runs until shutdown.
+/// Runs until the stream stops.
 pub(crate) async fn run(deps: Arc<StreamDeps>, mut rx: mpsc::Receiver<Command>) {
     let mut fanout = Fanout { deps: Arc::clone(&deps), live: Vec::new(), ring: VecDeque::with_capacity(RING) };
     loop {
         let cmd = tokio::select! {
             c = rx.recv() => match c { Some(c) => c, None => break },
-            () = deps.shutdown.cancelled() => break,
+            () = deps.stop.cancelled() => break,
         };
         let mut next = Some(cmd);
         while let Some(cmd) = next.take() {
@@ -134,6 +136,9 @@ pub(crate) async fn run(deps: Arc<StreamDeps>, mut rx: mpsc::Receiver<Command>) 
                 }
                 Command::Join(join) => fanout.join(join),
                 Command::Leave(sid) => fanout.live.retain(|w| w.socket.id != sid),
+                Command::Flush(done) => {
+                    let _ = done.send(());
+                }
             }
         }
     }

@@ -28,5 +28,7 @@ pub(crate) struct StreamDeps {
     pub(crate) presence: Arc<Presence>,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) tracker: TaskTracker,
-    pub(crate) shutdown: CancellationToken,
+    /// Cancelled last in a shutdown, once the sockets are closed: the
+    /// stream tasks stop (a shutdown request itself is `AppState::drain`).
+    pub(crate) stop: CancellationToken,
 }

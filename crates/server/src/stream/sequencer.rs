@@ -33,10 +33,18 @@ struct Request {
     reply: oneshot::Sender<Result<Vec<Appended>, Unavailable>>,
 }
 
+/// What the sequencer is asked to do, in order.
+enum Job {
+    Append(Request),
+    /// Answered once every earlier commit has been delivered to the live
+    /// watchers (shutdown, contract §9).
+    Flush(oneshot::Sender<()>),
+}
+
 /// Handle to the sequencer task.
 #[derive(Debug, Clone)]
 pub(crate) struct Sequencer {
-    tx: mpsc::Sender<Request>,
+    tx: mpsc::Sender<Job>,
 }
 
 impl std::fmt::Debug for Request {
@@ -46,19 +54,28 @@ impl std::fmt::Debug for Request {
 }
 
 impl Sequencer {
-    /// Starts the task; it stops when `shutdown` fires, after committing
-    /// what was already queued.
+    /// Starts the task; it stops when `stop` fires, after committing what
+    /// was already queued.
     pub(crate) fn spawn(
         log: Arc<dyn EventLog>,
         fanout: mpsc::Sender<Command>,
         head: watch::Sender<Seq>,
         metrics: Arc<Metrics>,
         tracker: &tokio_util::task::TaskTracker,
-        shutdown: CancellationToken,
+        stop: CancellationToken,
     ) -> Self {
         let (tx, rx) = mpsc::channel(QUEUE);
-        tracker.spawn(run(log, rx, fanout, head, metrics, shutdown));
+        tracker.spawn(run(log, rx, fanout, head, metrics, stop));
         Self { tx }
+    }
+
+    /// Resolves once everything submitted before has been committed and
+    /// handed to every live watcher.
+    pub(crate) async fn flush(&self) {
+        let (done, flushed) = oneshot::channel();
+        if self.tx.send(Job::Flush(done)).await.is_ok() {
+            let _ = flushed.await;
+        }
     }
 
     /// Appends `events` durably; one outcome per event, in order.
@@ -67,7 +84,7 @@ impl Sequencer {
             return Ok(Vec::new());
         }
         let (reply, rx) = oneshot::channel();
-        let send = self.tx.send(Request { events, reply });
+        let send = self.tx.send(Job::Append(Request { events, reply }));
         tokio::time::timeout(SUBMIT_WAIT, send).await.map_err(|_| Unavailable)?.map_err(|_| Unavailable)?;
         rx.await.map_err(|_| Unavailable)?
     }
@@ -75,29 +92,46 @@ impl Sequencer {
 
 async fn run(
     log: Arc<dyn EventLog>,
-    mut rx: mpsc::Receiver<Request>,
+    mut rx: mpsc::Receiver<Job>,
     fanout: mpsc::Sender<Command>,
     head: watch::Sender<Seq>,
     metrics: Arc<Metrics>,
-    shutdown: CancellationToken,
+    stop: CancellationToken,
 ) {
+    let mut next = None;
     loop {
-        let first = tokio::select! {
-            biased;
-            r = rx.recv() => match r { Some(r) => r, None => break },
-            () = shutdown.cancelled() => {
-                // Commit what senders already handed over, then stop taking more.
-                rx.close();
-                match rx.recv().await { Some(r) => r, None => break }
+        let first = match next.take() {
+            Some(job) => job,
+            None => tokio::select! {
+                biased;
+                r = rx.recv() => match r { Some(r) => r, None => break },
+                () = stop.cancelled() => {
+                    // Commit what senders already handed over, then stop taking more.
+                    rx.close();
+                    match rx.recv().await { Some(r) => r, None => break }
+                }
+            },
+        };
+        let first = match first {
+            Job::Append(r) => r,
+            Job::Flush(done) => {
+                // Earlier commits were published before this point: the
+                // fan-out answers once it has delivered them.
+                let _ = fanout.send(Command::Flush(done)).await;
+                continue;
             }
         };
         let mut group = vec![first];
         let mut total = group[0].events.len();
         while total < MAX_GROUP {
             match rx.try_recv() {
-                Ok(r) => {
+                Ok(Job::Append(r)) => {
                     total += r.events.len();
                     group.push(r);
+                }
+                Ok(flush) => {
+                    next = Some(flush);
+                    break;
                 }
                 Err(_) => break,
             }

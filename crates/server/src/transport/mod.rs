@@ -5,6 +5,7 @@
 pub(crate) mod ack;
 pub(crate) mod compact;
 pub(crate) mod connections;
+pub(crate) mod draining;
 pub(crate) mod error;
 pub(crate) mod events_page;
 pub(crate) mod http;

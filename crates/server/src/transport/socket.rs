@@ -60,7 +60,7 @@ async fn authenticate(
     };
     match verified {
         Ok(principal) => {
-            let closed = app.stream.shutdown.child_token();
+            let closed = app.stream.stop.child_token();
             let session = Session::new(principal, app.config.jwt_leeway_secs, closed);
             s.extensions.insert(SessionRef(Arc::new(session)));
             // Handlers are bound here, before the CONNECT reply goes out:
@@ -177,7 +177,7 @@ fn offline_after_grace(app: &SharedState, driver: wecare_proto::DriverId, genera
     app.stream.tracker.clone().spawn(async move {
         tokio::select! {
             () = tokio::time::sleep(grace) => {}
-            () = app.stream.shutdown.cancelled() => return,
+            () = app.stream.stop.cancelled() => return,
         }
         if app.stream.presence.grace_over(&driver, generation) {
             announce_presence(&app, driver, false);
@@ -236,10 +236,15 @@ fn refused_here(app: &SharedState, r: Rejection) -> Outcome {
 }
 
 const NOT_JSON: Rejection = Rejection::new(ErrorCode::InvalidPayload, "payload is not valid JSON");
+/// Shutdown started after the event arrived: not taken, so retrying it
+/// (here after a restart, or on another node) stores it once.
+pub(crate) const SHUTTING_DOWN: Rejection = Rejection::new(ErrorCode::Unavailable, "server is shutting down; retry");
 
 async fn on_location_update(s: SocketRef, TryData(data): TryData<Value>, reply: Reply, State(app): State<SharedState>) {
     let started = Instant::now();
+    let accepting = app.drain.accept();
     let outcome = match (live_session(&s), data) {
+        _ if accepting.is_none() => refused_here(&app, SHUTTING_DOWN),
         (Err(r), _) => refused_here(&app, r),
         (Ok(_), Err(_)) => refused_here(&app, NOT_JSON),
         (Ok(session), Ok(v)) => {
@@ -249,10 +254,14 @@ async fn on_location_update(s: SocketRef, TryData(data): TryData<Value>, reply: 
     };
     respond_outcome(reply, &outcome).await;
     app.metrics.ack_latency.observe(started.elapsed());
+    drop(accepting);
 }
 
 async fn on_location_batch(s: SocketRef, TryData(data): TryData<Value>, reply: Reply, State(app): State<SharedState>) {
     let started = Instant::now();
+    let Some(_accepting) = app.drain.accept() else {
+        return refuse(&app, reply, &SHUTTING_DOWN).await;
+    };
     let session = match live_session(&s) {
         Ok(session) => session,
         Err(r) => return refuse(&app, reply, &r).await,
@@ -272,12 +281,15 @@ async fn on_location_batch(s: SocketRef, TryData(data): TryData<Value>, reply: R
 }
 
 async fn on_driver_status(s: SocketRef, TryData(data): TryData<Value>, reply: Reply, State(app): State<SharedState>) {
+    let accepting = app.drain.accept();
     let outcome = match (live_session(&s), data) {
+        _ if accepting.is_none() => refused_here(&app, SHUTTING_DOWN),
         (Err(r), _) => refused_here(&app, r),
         (Ok(_), Err(_)) => refused_here(&app, NOT_JSON),
         (Ok(session), Ok(v)) => app.ingest.status(&session.principal, &v).await,
     };
     respond_outcome(reply, &outcome).await;
+    drop(accepting);
 }
 
 async fn on_events_sync(s: SocketRef, TryData(data): TryData<Value>, reply: Reply, State(app): State<SharedState>) {

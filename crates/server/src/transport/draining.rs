@@ -1,0 +1,35 @@
+//! While a shutdown drains (contract §9), a new Engine.IO session is
+//! refused with 503: the stock client treats that as a failed attempt and
+//! retries with backoff (this node after its restart, or another node). Open
+//! sessions — websocket or long-polling — keep being served until the drain
+//! has answered every accepted event and closed them.
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::Request;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use wecare_proto::ErrorCode;
+
+use super::error::ApiError;
+use crate::app::SharedState;
+
+/// How long a drain waits, once every answer is queued, for long-polling
+/// clients to collect them before their sessions close. A polling client
+/// re-polls as soon as a poll returns, so this is many round trips.
+pub(crate) const POLL_SETTLE: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Whether any socket of `/locations` is on the long-polling transport.
+pub(crate) fn any_long_polling(io: &socketioxide::SocketIo) -> bool {
+    io.of(wecare_proto::NAMESPACE)
+        .is_some_and(|ns| ns.sockets().iter().any(|s| s.transport_type() == socketioxide::TransportType::Polling))
+}
+
+pub(crate) async fn refuse_new_sessions(State(app): State<SharedState>, req: Request<Body>, next: Next) -> Response {
+    let new_session = req.uri().path().starts_with("/socket.io")
+        && !req.uri().query().is_some_and(|q| q.split('&').any(|kv| kv.starts_with("sid=")));
+    if new_session && app.drain.is_draining() {
+        return ApiError::new(ErrorCode::Unavailable, "server is shutting down; retry").into_response();
+    }
+    next.run(req).await
+}
