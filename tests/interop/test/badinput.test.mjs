@@ -136,7 +136,8 @@ describe('§7 bad input', () => {
 
   test('garbage events:sync requests from a watcher get INVALID_PAYLOAD', async () => {
     const w = await connectWatcher(server);
-    for (const p of [{ since: 'abc' }, { since: {} }, { since: [1] }, { limit: 'ten' }, { since: 0, limit: {} }, 'since=0', [0, 10], { since: deep(300) }]) {
+    // null is not `{ since, limit }` either (issue 10: it was read as since 0).
+    for (const p of [null, { since: 'abc' }, { since: {} }, { since: [1] }, { limit: 'ten' }, { since: 0, limit: {} }, 'since=0', [0, 10], { since: deep(300) }]) {
       const ack = await w.emitAck('events:sync', p);
       assert.equal(ack?.status, 'error', `${JSON.stringify(p).slice(0, 80)}: ${JSON.stringify(ack).slice(0, 200)}`);
       assert.equal(ack.code, 'INVALID_PAYLOAD');

@@ -585,6 +585,29 @@ describe('§8 notifications relayed for the WeCare backend (NOTIFY_SECRET set)',
     await expectDelivery(['role:radio_center', 'role:RADIO_CENTER', `user:${officerId}`, 'user:4242'], ['rcUpper', 'rcLower', 'rcMixed', 'tab1', 'tab2', 'driver']);
   });
 
+  test('delivered counts only sockets the event was written to: a socket whose send queue is full is not counted', { timeout: 60_000 }, async () => {
+    // A phone that stopped reading (its TCP window closed): the server's
+    // send queue for it fills and refuses further writes.
+    const stuck = await connectDriver(server, { tokenOpts: { id: 'stuck-1' } });
+    const tcp = stuck.socket.io.engine.transport.ws._socket;
+    tcp.pause();
+    const data = { pad: 'x'.repeat(64 * 1024) };
+    let last;
+    for (let i = 0; i < 3000; i += 1) {
+      last = await notify({ rooms: ['user:stuck-1'], event: 'notification:new', data });
+      assert.equal(last.status, 200, last.text);
+      if (last.body.delivered === 0) break;
+      assert.equal(last.body.delivered, 1, last.text);
+    }
+    assert.equal(last.body.delivered, 0, 'once its queue is full the socket no longer counts as delivered');
+    // A healthy socket in the same request still counts.
+    const r = await notify({ rooms: ['user:stuck-1', 'user:4242'], event: 'notification:new', data: { n: 1 } });
+    assert.equal(r.body.delivered, 1, r.text);
+    await driver.waitFor('notification:new', (x) => x.n === 1, 3000);
+    tcp.resume();
+    stuck.close();
+  });
+
   test('other notification:* names are relayed under that name', async () => {
     await expectDelivery(['role:admin'], ['admin'], { event: 'notification:ride_cancelled', data: { rideId: 1 } });
   });

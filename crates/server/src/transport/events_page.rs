@@ -43,10 +43,9 @@ impl SyncQuery {
 
     /// From an `events:sync` payload `{ since, limit, streamId? }`.
     pub(crate) fn from_json(v: &Value, stream_id: &str) -> Result<Self, Rejection> {
-        let obj = match v {
-            Value::Object(o) => o,
-            Value::Null => return Ok(Self::new(None, None, false)),
-            _ => return Err(bad("payload must be an object")),
+        // Contract §5: the payload is `{ since, limit }`; `null` is not one.
+        let Value::Object(obj) = v else {
+            return Err(bad("payload must be an object { since, limit }"));
         };
         let field = |k: &str| -> Result<Option<u64>, Rejection> {
             match obj.get(k) {
@@ -94,5 +93,21 @@ impl EventsPage {
 
     pub(crate) fn is_empty(&self) -> bool {
         self.events.get() == "[]"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn sync_payload_must_be_an_object() {
+        for v in [Value::Null, json!("since=0"), json!([0]), json!(3)] {
+            assert_eq!(SyncQuery::from_json(&v, "s").unwrap_err().code, ErrorCode::InvalidPayload, "{v}");
+        }
+        let q = SyncQuery::from_json(&json!({"since": "5", "limit": 5000}), "s").unwrap();
+        assert_eq!((q.since, q.limit, q.foreign_stream), (Seq(5), MAX_LIMIT, false));
+        assert!(SyncQuery::from_json(&json!({"streamId": "other"}), "s").unwrap().foreign_stream);
     }
 }
