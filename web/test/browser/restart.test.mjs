@@ -3,6 +3,7 @@
 // stored meanwhile shows up on the trails — no reload, no duplicate.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { isDeepStrictEqual } from 'node:util';
 import {
   Server, Driver, makeFix, launchBrowser, openPage, bannerIs, fixesPerDriver, screenshot, waitUntil,
 } from './lib/harness.mjs';
@@ -51,12 +52,16 @@ test('page recovers every fix across a server SIGKILL and restart without a relo
   await bannerIs(page, 'live', 20_000);
   const expected = fixesPerDriver(await server.allEvents());
   assert.deepEqual(expected, { 'amb-11': 10, 'amb-12': 10 });
+  // Key order of `expected` follows which driver's first fix got the lower
+  // seq — a race — so compare as values (this once compared JSON strings and
+  // failed whenever amb-12 won, with the trails complete).
+  let got;
   await waitUntil(
     async () => {
-      const got = await page.evaluate(() => ({ 'amb-11': window.__wecare.trailCount('amb-11'), 'amb-12': window.__wecare.trailCount('amb-12') }));
-      return JSON.stringify(got) === JSON.stringify(expected);
+      got = await page.evaluate(() => ({ 'amb-11': window.__wecare.trailCount('amb-11'), 'amb-12': window.__wecare.trailCount('amb-12') }));
+      return isDeepStrictEqual(got, expected);
     },
-    { timeoutMs: 5000, what: `trails to hold ${JSON.stringify(expected)}` },
+    { timeoutMs: 5000, what: () => `trails to hold ${JSON.stringify(expected)} (last seen ${JSON.stringify(got)})` },
   );
 
   const history = await page.evaluate(() => window.__wecare.bannerHistory());

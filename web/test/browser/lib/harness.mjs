@@ -32,13 +32,15 @@ export function withTimeout(promise, ms, what) {
   ]).finally(() => clearTimeout(t));
 }
 
-/** Poll `cond` until truthy (for conditions with no event to await). */
+/** Poll `cond` until truthy (for conditions with no event to await). `what` may be a function, read at the timeout. */
 export async function waitUntil(cond, { timeoutMs = DEFAULT_WAIT_MS, intervalMs = 50, what = 'condition' } = {}) {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const v = await cond();
     if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timeout after ${timeoutMs} ms waiting for ${what}`);
+    if (Date.now() > deadline) {
+      throw new Error(`timeout after ${timeoutMs} ms waiting for ${typeof what === 'function' ? what() : what}`);
+    }
     await new Promise((r) => setTimeout(r, intervalMs));
   }
 }
