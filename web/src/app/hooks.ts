@@ -6,11 +6,9 @@
  * `window.__wecareInit = { tokenProvider }` (e.g. from a test's init script).
  */
 import type { ConnState } from '../client/connection';
-import { describe } from '../client/connection';
 import { freshness } from '../client/fleet';
-import type { WatcherClient } from '../client/watcher';
-import type { Banner } from './banner';
-import type { MapView } from './map';
+import type { Lang } from './i18n';
+import type { LivePage } from './page';
 import type { Session, TokenSource } from './session';
 
 export interface DriverHook {
@@ -23,8 +21,12 @@ export interface DriverHook {
 }
 
 export interface WecareHooks {
+  /** The banner as shown (not the client's state a redraw may not have reached yet). */
   banner(): { kind: ConnState['kind']; text: string };
   bannerHistory(): string[];
+  /** Every distinct banner text shown so far. */
+  bannerTexts(): string[];
+  lang(): Lang;
   eventsProcessed(): number;
   stats(): Record<string, number>;
   position(): { streamId: string | null; lastSeq: number | null };
@@ -33,6 +35,10 @@ export interface WecareHooks {
   trail(driverId: string): [number, number][];
   trailCount(driverId: string): number;
   markerPosition(driverId: string): [number, number] | null;
+  /** Drivers whose marker is inside the visible part of the map. */
+  driversInView(): string[];
+  /** Whether the map still frames the whole fleet by itself (the officer has not moved it). */
+  followingFleet(): boolean;
   setTokenProvider(p: TokenSource | null): void;
 }
 
@@ -43,11 +49,14 @@ declare global {
   }
 }
 
-export function installHooks(client: WatcherClient, map: MapView, banner: Banner, session: Session): void {
+export function installHooks(page: LivePage, session: Session, lang: () => Lang): void {
+  const { client, map, banner } = page;
   const fleet = client.sync.fleet;
   window.__wecare = {
-    banner: () => ({ kind: client.state.kind, text: describe(client.state) }),
+    banner: () => ({ ...banner.current }),
     bannerHistory: () => [...banner.history],
+    bannerTexts: () => [...banner.texts],
+    lang,
     eventsProcessed: () => client.sync.stats.applied,
     stats: () => ({ ...client.stats, ...client.sync.stats }),
     position: () => client.sync.position(),
@@ -69,6 +78,8 @@ export function installHooks(client: WatcherClient, map: MapView, banner: Banner
     trail: (id) => (fleet.drivers.get(id)?.trail ?? []).map((p) => [p.lat, p.lng]),
     trailCount: (id) => map.trailPoints(id),
     markerPosition: (id) => map.markerPosition(id),
+    driversInView: () => map.driversInView(),
+    followingFleet: () => map.isFollowing(),
     setTokenProvider: (p) => session.setProvider(p),
   };
 }

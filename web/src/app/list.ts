@@ -1,25 +1,38 @@
-/** The driver list: status (as sent), presence, last seen, and a filter box. */
+/**
+ * The driver list: status, presence, last seen, and a filter box. Rows are
+ * kept per driver and updated in place: a busy fleet redraws the list many
+ * times a second, and a row replaced between the officer's mouse-down and
+ * mouse-up loses the click.
+ */
 import { freshness, type DriverView, type Fleet } from '../client/fleet';
+import type { Texts } from './i18n';
 
-export function relativeTime(then: number | null, now: number): string {
+const TWO_DAYS_MS = 48 * 3600_000;
+
+export function relativeTime(then: number | null, now: number, t: Texts): string {
   if (then === null) return '—';
-  const s = Math.max(0, Math.round((now - then) / 1000));
-  if (s < 60) return `${s} s ago`;
-  const m = Math.floor(s / 60);
-  if (m < 60) return `${m} min ago`;
-  const h = Math.floor(m / 60);
-  if (h < 48) return `${h} h ago`;
-  return new Date(then).toLocaleString();
+  const age = Math.max(0, now - then);
+  return age < TWO_DAYS_MS ? t.ago(age) : t.dateTime(then);
 }
 
-export function matches(d: DriverView, filter: string): boolean {
+/** A status as the officer reads it: worded when known, else as the server sent it. */
+export function statusLabel(status: string, t: Texts): string {
+  return t.status[status] ?? status;
+}
+
+export function matches(d: DriverView, filter: string, t: Texts): boolean {
   const f = filter.trim().toLowerCase();
   if (!f) return true;
-  return [d.driverId, d.email ?? '', d.status, d.online ? 'online' : 'offline'].some((v) => v.toLowerCase().includes(f));
+  const presence = d.online ? t.online : t.offline;
+  return [d.driverId, d.email ?? '', d.status, statusLabel(d.status, t), presence].some((v) =>
+    v.toLowerCase().includes(f),
+  );
 }
 
 export class DriverList {
   private filter = '';
+  private readonly rows = new Map<string, HTMLTableRowElement>();
+  private picked: string | null = null;
 
   constructor(
     private readonly body: HTMLTableSectionElement,
@@ -34,33 +47,68 @@ export class DriverList {
     });
     body.addEventListener('click', (ev) => {
       const row = (ev.target as HTMLElement).closest('tr');
-      if (row?.dataset.driverId) this.onPick(row.dataset.driverId);
+      const id = row?.dataset.driverId;
+      if (!id) return;
+      this.picked = id;
+      this.onPick(id);
+      this.refresh();
     });
   }
 
-  render(fleet: Fleet, now: number): void {
+  render(fleet: Fleet, now: number, t: Texts): void {
     const all = [...fleet.drivers.values()].sort((a, b) => a.driverId.localeCompare(b.driverId));
-    const shown = all.filter((d) => matches(d, this.filter));
+    const shown = all.filter((d) => matches(d, this.filter, t));
     this.count.textContent = shown.length === all.length ? `${all.length}` : `${shown.length} / ${all.length}`;
-    const rows = shown.map((d) => {
-      const tr = document.createElement('tr');
-      tr.dataset.driverId = d.driverId;
-      tr.className = `fresh-${freshness(d, now)}`;
-      const cells = [
-        d.email ? `${d.driverId}\n${d.email}` : d.driverId,
-        d.status,
-        d.online ? 'online' : 'offline',
-        relativeTime(d.lastSeen, now),
-      ];
-      for (const [i, text] of cells.entries()) {
+    for (const [id, tr] of this.rows) {
+      if (!fleet.drivers.has(id)) {
+        tr.remove();
+        this.rows.delete(id);
+      }
+    }
+    // Walk in display order, moving a row only when it is out of place.
+    let at: ChildNode | null = this.body.firstChild;
+    const visible = new Set<string>();
+    for (const d of shown) {
+      const tr = this.row(d.driverId);
+      this.fill(tr, d, now, t);
+      visible.add(d.driverId);
+      if (tr !== at) this.body.insertBefore(tr, at);
+      else at = at.nextSibling;
+    }
+    for (const [id, tr] of this.rows) if (!visible.has(id) && tr.parentNode) tr.remove();
+  }
+
+  private row(driverId: string): HTMLTableRowElement {
+    let tr = this.rows.get(driverId);
+    if (!tr) {
+      tr = document.createElement('tr');
+      tr.dataset.driverId = driverId;
+      for (const cls of ['driver-id', 'status', 'presence', 'last-seen']) {
         const td = document.createElement('td');
-        td.textContent = text;
-        if (i === 0) td.className = 'driver-id';
-        if (i === 1) td.className = 'status';
+        td.className = cls;
         tr.appendChild(td);
       }
-      return tr;
-    });
-    this.body.replaceChildren(...rows);
+      this.rows.set(driverId, tr);
+    }
+    return tr;
+  }
+
+  private fill(tr: HTMLTableRowElement, d: DriverView, now: number, t: Texts): void {
+    const cls = `fresh-${freshness(d, now)}${d.driverId === this.picked ? ' picked' : ''}`;
+    if (tr.className !== cls) tr.className = cls;
+    tr.setAttribute('aria-selected', String(d.driverId === this.picked));
+    tr.title = d.marker ? '' : t.noPosition;
+    tr.dataset.status = d.status;
+    const cells = [
+      d.email ? `${d.driverId}\n${d.email}` : d.driverId,
+      statusLabel(d.status, t),
+      d.online ? t.online : t.offline,
+      relativeTime(d.lastSeen, now, t),
+    ];
+    for (const [i, text] of cells.entries()) {
+      const td = tr.children[i]!;
+      // Unchanged text is left alone: no DOM churn under the pointer.
+      if (td.textContent !== text) td.textContent = text;
+    }
   }
 }

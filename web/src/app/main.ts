@@ -2,14 +2,15 @@
  * Map Command: the officers' live fleet page. Sign in with a token (pasted,
  * or `?token=`), then the watcher client keeps the map, the trails, the
  * driver list and the connection banner current — without a reload, across
- * server restarts, socket outages (HTTP long-poll) and token expiry.
+ * server restarts, socket outages (HTTP long-poll) and token expiry. Speaks
+ * Thai or English (lang.ts chooses, i18n.ts holds every text).
  */
-import { WatcherClient } from '../client/watcher';
-import { Banner } from './banner';
+import type { HandshakeRefusal } from '../client/events';
 import { readConfig, stripTokenFromUrl } from './config';
 import { installHooks } from './hooks';
-import { DriverList } from './list';
-import { MapView } from './map';
+import { texts, type Lang } from './i18n';
+import { applyStatic, bindSwitch, chooseLang, rememberLang, rememberedLang } from './lang';
+import { startLivePage, type LivePage } from './page';
 import { Session, tokenInfo } from './session';
 
 const $ = <T extends HTMLElement>(id: string): T => {
@@ -28,6 +29,7 @@ function localStore(): Storage | null {
 
 function boot(): void {
   const config = readConfig();
+  const store = localStore();
   const session = new Session();
   if (config.urlToken) {
     session.token = config.urlToken;
@@ -35,92 +37,72 @@ function boot(): void {
   }
   if (window.__wecareInit?.tokenProvider) session.setProvider(window.__wecareInit.tokenProvider);
 
+  let lang: Lang = chooseLang(rememberedLang(store), navigator.languages ?? [navigator.language]);
   const signin = $<HTMLDivElement>('signin');
   const signinForm = $<HTMLFormElement>('signin-form');
   const signinToken = $<HTMLTextAreaElement>('signin-token');
   const signinError = $<HTMLParagraphElement>('signin-error');
   const who = $<HTMLSpanElement>('who');
 
-  let client: WatcherClient | null = null;
+  let page: LivePage | null = null;
+  /** Why the sign-in box is open (re-worded on a language switch). */
+  let refused: HandshakeRefusal | null = null;
 
-  const showSignin = (message: string) => {
-    signinError.textContent = message;
+  const showSignin = () => {
+    signinError.textContent = refused ? texts(lang).signinRefused(refused) : '';
     signin.hidden = false;
     signinToken.focus();
   };
 
   const showWho = () => {
+    const t = texts(lang);
     const info = tokenInfo(session.token);
     who.textContent = info
-      ? `${info.email ?? info.subject ?? '?'} (${info.role ?? '?'})${
-          info.expiresAt ? ` · token until ${new Date(info.expiresAt).toLocaleTimeString()}` : ''
-        }`
+      ? t.who(info.email ?? info.subject ?? '?', info.role ? (t.role[info.role] ?? info.role) : null, info.expiresAt)
       : '';
   };
 
+  const setLang = (l: Lang) => {
+    lang = l;
+    rememberLang(store, l);
+    applyStatic(l);
+    showWho();
+    if (!signin.hidden) showSignin();
+    page?.setLang(l);
+  };
+  applyStatic(lang);
+  bindSwitch($<HTMLSelectElement>('lang'), lang, setLang);
+
   signinForm.addEventListener('submit', (ev) => {
     ev.preventDefault();
-    const t = signinToken.value.trim();
-    if (!t) return;
-    session.token = t;
+    const token = signinToken.value.trim();
+    if (!token) return;
+    session.token = token;
     signinToken.value = '';
     signin.hidden = true;
+    refused = null;
     showWho();
-    if (client) client.reconnectNow();
+    if (page) page.client.reconnectNow();
     else start();
   });
 
   $<HTMLButtonElement>('signout').addEventListener('click', () => {
     session.token = null;
-    client?.forget();
-    client?.stop();
+    page?.client.forget();
+    page?.client.stop();
     window.location.reload();
   });
 
   const start = () => {
-    const banner = new Banner($('banner'));
-    const map = new MapView($('map'), config.tiles);
-    const c = new WatcherClient({ baseUrl: config.serverUrl, tokenProvider: session.provider, storage: localStore() });
-    client = c;
-    const list = new DriverList(
-      $<HTMLTableSectionElement>('driver-rows'),
-      $('driver-count'),
-      $<HTMLInputElement>('driver-filter'),
-      (id) => map.focus(id),
-      () => list.render(c.sync.fleet, Date.now()),
-    );
-
-    // Coalesce redraws: a replay can deliver thousands of events at once.
-    let scheduled = false;
-    const redraw = () => {
-      scheduled = false;
-      const now = Date.now();
-      map.render(c.sync.fleet, now);
-      list.render(c.sync.fleet, now);
-    };
-    c.onChange(() => {
-      if (!scheduled) {
-        scheduled = true;
-        setTimeout(redraw, 0);
+    page = startLivePage(config, session, store, lang, (client) => {
+      showWho();
+      const s = client.state;
+      if (s.kind === 'auth-failed') {
+        refused = s.refusal;
+        showSignin();
       }
     });
-    c.onState((s) => {
-      banner.show(s);
-      showWho();
-      if (s.kind === 'auth-failed') showSignin(`The server refused the token (${s.message}). Paste a new one.`);
-    });
-    banner.show(c.state);
-    // Ages change with time alone: recolour markers and refresh "last seen".
-    setInterval(() => {
-      const now = Date.now();
-      map.recolour(c.sync.fleet, now);
-      list.render(c.sync.fleet, now);
-    }, 5000);
-    window.addEventListener('pagehide', () => c.flushSave());
-
-    installHooks(c, map, banner, session);
-    c.start();
-    redraw();
+    installHooks(page, session, () => lang);
   };
 
   showWho();
@@ -128,7 +110,7 @@ function boot(): void {
     signin.hidden = true;
     start();
   } else {
-    showSignin('');
+    showSignin();
   }
 }
 

@@ -3,9 +3,17 @@
  * fix, coloured by freshness and presence) and one trail polyline per driver
  * (every fix, in `recordedAt` order). Works without tiles: plain background,
  * a scale and a coordinates readout.
+ *
+ * Framing: until the officer moves the map, it follows the fleet — it fits
+ * every driver when the fleet first becomes current and again whenever a
+ * marker falls outside the view. Panning or zooming by hand stops that
+ * (nothing moves under the officer's hand); "Show all" fits the fleet and
+ * follows it again; picking a driver brings that one into view.
  */
 import * as L from 'leaflet';
 import { freshness, type DriverView, type Fleet, type Freshness } from '../client/fleet';
+import type { Texts } from './i18n';
+import { statusLabel } from './list';
 
 const COLOURS: Record<Freshness, string> = {
   fresh: '#1a9c3c',
@@ -14,6 +22,9 @@ const COLOURS: Record<Freshness, string> = {
   offline: '#8c8c8c',
   unknown: '#5b6b7a',
 };
+/** Zoom for a single driver (about 500 m across the scale bar). */
+const ONE_DRIVER_ZOOM = 14;
+const FIT_PADDING: L.PointTuple = [40, 40];
 
 interface DriverLayer {
   marker: L.CircleMarker | null;
@@ -25,39 +36,88 @@ interface DriverLayer {
 export class MapView {
   readonly map: L.Map;
   private readonly layers = new Map<string, DriverLayer>();
-  private fitted = false;
+  /** The map frames the whole fleet until the officer moves it. */
+  private following = true;
+  /** Whether the fleet has been framed at all (the first markers are framed, wherever they are). */
+  private framed = false;
+  /** Our own moves run synchronously (no animation) inside this flag, so a move outside it is the officer's. */
+  private moving = false;
+  private zoom: L.Control.Zoom | null = null;
+  private readonly showAllButton: HTMLButtonElement;
+  private readonly coords: HTMLDivElement;
+  private coordsLabel: (ll: L.LatLng, cursor: boolean) => void = () => {};
+  private tiles: L.TileLayer | null = null;
+  private t: Texts;
+  private lastFleet: Fleet | null = null;
 
-  constructor(el: HTMLElement, tiles: string | null) {
-    this.map = L.map(el, { center: [13.7563, 100.5018], zoom: 11, preferCanvas: true });
-    if (tiles) {
-      L.tileLayer(tiles, {
-        maxZoom: 19,
-        attribution: '&copy; <a href="https://www.openstreetmap.org/copyright">OpenStreetMap</a> contributors',
-      }).addTo(this.map);
-    }
+  constructor(el: HTMLElement, tiles: string | null, t: Texts) {
+    this.t = t;
+    this.map = L.map(el, { center: [13.7563, 100.5018], zoom: 11, preferCanvas: true, zoomControl: false });
+    if (tiles) this.tiles = L.tileLayer(tiles, { maxZoom: 19, attribution: t.osmAttribution }).addTo(this.map);
+    this.map.on('movestart zoomstart', () => {
+      if (!this.moving) this.following = false;
+    });
+    this.showAllButton = this.addShowAll();
     L.control.scale({ imperial: false }).addTo(this.map);
-    this.addCoordinates();
+    this.coords = this.addCoordinates();
+    this.setTexts(t);
   }
 
-  private addCoordinates(): void {
+  /** Re-word every text the map shows (language switch). */
+  setTexts(t: Texts): void {
+    const old = this.t;
+    this.t = t;
+    this.zoom?.remove();
+    this.zoom = L.control.zoom({ zoomInTitle: t.zoomIn, zoomOutTitle: t.zoomOut, position: 'topleft' });
+    this.zoom.addTo(this.map);
+    // Keep "Show all" under the zoom buttons.
+    this.showAllButton.parentElement?.parentElement?.appendChild(this.showAllButton.parentElement);
+    this.showAllButton.textContent = t.showAll;
+    this.showAllButton.title = t.showAllTitle;
+    if (this.tiles) {
+      this.map.attributionControl.removeAttribution(old.osmAttribution).addAttribution(t.osmAttribution);
+    }
+    this.coordsLabel(this.map.getCenter(), false);
+    if (this.lastFleet) for (const d of this.lastFleet.drivers.values()) this.tooltip(d);
+  }
+
+  private addShowAll(): HTMLButtonElement {
+    const button = L.DomUtil.create('button', 'show-all');
+    button.type = 'button';
+    button.dataset.testid = 'show-all';
+    const ShowAll = L.Control.extend({
+      onAdd: () => {
+        const box = L.DomUtil.create('div', 'leaflet-bar show-all-bar');
+        box.appendChild(button);
+        L.DomEvent.disableClickPropagation(box);
+        L.DomEvent.on(button, 'click', () => this.showAll());
+        return box;
+      },
+    });
+    new ShowAll({ position: 'topleft' }).addTo(this.map);
+    return button;
+  }
+
+  private addCoordinates(): HTMLDivElement {
+    const div = L.DomUtil.create('div', 'coords-readout');
+    div.dataset.testid = 'coords';
+    this.coordsLabel = (ll, cursor) => {
+      div.textContent = `${cursor ? this.t.cursor : this.t.centre} ${ll.lat.toFixed(5)}, ${ll.lng.toFixed(5)}`;
+    };
     const Readout = L.Control.extend({
       onAdd: () => {
-        const div = L.DomUtil.create('div', 'coords-readout');
-        div.dataset.testid = 'coords';
-        const show = (ll: L.LatLng, what: string) => {
-          div.textContent = `${what} ${ll.lat.toFixed(5)}, ${ll.lng.toFixed(5)}`;
-        };
-        show(this.map.getCenter(), 'centre');
-        this.map.on('mousemove', (e: L.LeafletMouseEvent) => show(e.latlng, 'cursor'));
-        this.map.on('mouseout moveend', () => show(this.map.getCenter(), 'centre'));
+        this.map.on('mousemove', (e: L.LeafletMouseEvent) => this.coordsLabel(e.latlng, true));
+        this.map.on('mouseout moveend', () => this.coordsLabel(this.map.getCenter(), false));
         return div;
       },
     });
     new Readout({ position: 'bottomright' }).addTo(this.map);
+    return div;
   }
 
   /** Draw what changed since the last call (or everything after a snapshot). */
   render(fleet: Fleet, now: number): void {
+    this.lastFleet = fleet;
     if (fleet.replaced) {
       for (const [id, layer] of this.layers) {
         if (!fleet.drivers.has(id)) {
@@ -74,7 +134,28 @@ export class MapView {
       if (d) this.draw(d, now);
     }
     fleet.dirty.clear();
-    if (!this.fitted) this.fitOnce(fleet);
+    if (this.following && (!this.framed || this.someoneOutOfView())) this.fit();
+  }
+
+  /** The fleet became current (first snapshot or replay done): frame all of it unless the officer took over. */
+  fleetCurrent(): void {
+    if (this.following) this.fit();
+  }
+
+  /** "Show all": frame the whole fleet and keep following it. */
+  showAll(): void {
+    this.following = true;
+    this.fit();
+  }
+
+  /** Bring one driver into view (a click on its row): centre on it, zoomed in at least to street level. */
+  focus(driverId: string): void {
+    const layer = this.layers.get(driverId);
+    const ll = layer?.marker?.getLatLng() ?? layer?.trail.getLatLngs().at(-1);
+    if (!ll || !(ll instanceof L.LatLng)) return;
+    this.following = false;
+    this.move(() => this.map.setView(ll, Math.max(this.map.getZoom(), ONE_DRIVER_ZOOM)));
+    layer?.marker?.openTooltip();
   }
 
   /** Recolour markers as fixes age (called on a timer). */
@@ -90,11 +171,6 @@ export class MapView {
     }
   }
 
-  focus(driverId: string): void {
-    const m = this.layers.get(driverId)?.marker;
-    if (m) this.map.setView(m.getLatLng(), Math.max(this.map.getZoom(), 14));
-  }
-
   /** Test hook: where the marker of a driver is drawn. */
   markerPosition(driverId: string): [number, number] | null {
     const m = this.layers.get(driverId)?.marker;
@@ -108,8 +184,53 @@ export class MapView {
     return this.layers.get(driverId)?.trailLength ?? 0;
   }
 
+  /** Test hook: drivers whose marker is inside the visible map. */
+  driversInView(): string[] {
+    const bounds = this.map.getBounds();
+    const out: string[] = [];
+    for (const [id, layer] of this.layers) if (layer.marker && bounds.contains(layer.marker.getLatLng())) out.push(id);
+    return out.sort();
+  }
+
+  /** Test hook: whether the map still follows the fleet. */
+  isFollowing(): boolean {
+    return this.following;
+  }
+
   markerColour(driverId: string): Freshness | null {
     return this.layers.get(driverId)?.freshness ?? null;
+  }
+
+  private move(f: () => void): void {
+    this.moving = true;
+    try {
+      f();
+    } finally {
+      this.moving = false;
+    }
+  }
+
+  private someoneOutOfView(): boolean {
+    const bounds = this.map.getBounds();
+    for (const layer of this.layers.values()) if (layer.marker && !bounds.contains(layer.marker.getLatLng())) return true;
+    return false;
+  }
+
+  private fit(): void {
+    const pts: L.LatLng[] = [];
+    for (const layer of this.layers.values()) if (layer.marker) pts.push(layer.marker.getLatLng());
+    if (pts.length === 0) return;
+    this.framed = true;
+    // No animation: the move starts and ends inside `move`, so it is not taken for the officer's.
+    this.move(() => {
+      if (pts.length === 1) this.map.setView(pts[0]!, ONE_DRIVER_ZOOM, { animate: false });
+      else this.map.fitBounds(L.latLngBounds(pts), { padding: FIT_PADDING, maxZoom: 15, animate: false });
+    });
+  }
+
+  private tooltip(d: DriverView): void {
+    const marker = this.layers.get(d.driverId)?.marker;
+    if (marker) marker.setTooltipContent(`${d.driverId} · ${statusLabel(d.status, this.t)}${d.online ? '' : ` · ${this.t.offline}`}`);
   }
 
   private draw(d: DriverView, now: number): void {
@@ -129,19 +250,13 @@ export class MapView {
     if (d.marker) {
       const ll: L.LatLngTuple = [d.marker.lat, d.marker.lng];
       if (!layer.marker) {
-        layer.marker = L.circleMarker(ll, {
-          radius: 8,
-          weight: 2,
-          color: '#fff',
-          fillOpacity: 0.95,
-          fillColor: COLOURS[f],
-        })
+        layer.marker = L.circleMarker(ll, { radius: 8, weight: 2, color: '#fff', fillOpacity: 0.95, fillColor: COLOURS[f] })
           .bindTooltip(d.driverId, { direction: 'top', offset: [0, -8] })
           .addTo(this.map);
       } else {
         layer.marker.setLatLng(ll);
       }
-      layer.marker.setTooltipContent(`${d.driverId} · ${d.status}${d.online ? '' : ' · offline'}`);
+      this.tooltip(d);
       layer.freshness = f;
       layer.marker.setStyle({ fillColor: COLOURS[f], color: f === 'offline' ? '#666' : '#fff' });
     } else if (layer.marker) {
@@ -149,14 +264,5 @@ export class MapView {
       layer.marker = null;
       layer.freshness = null;
     }
-  }
-
-  private fitOnce(fleet: Fleet): void {
-    const pts: L.LatLngTuple[] = [];
-    for (const d of fleet.drivers.values()) if (d.marker) pts.push([d.marker.lat, d.marker.lng]);
-    if (pts.length === 0) return;
-    this.fitted = true;
-    if (pts.length === 1) this.map.setView(pts[0]!, 14);
-    else this.map.fitBounds(L.latLngBounds(pts), { padding: [40, 40], maxZoom: 15 });
   }
 }

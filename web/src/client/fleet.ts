@@ -156,3 +156,14 @@ export function freshness(d: DriverView, now: number): Freshness {
   if (age > STALE_AFTER_MS) return 'stale';
   return 'fresh';
 }
+
+/**
+ * Server time of the newest fix or status on screen (epoch ms), or `null`
+ * with none: what the banner's "newest data" age is measured from while
+ * the page is not live.
+ */
+export function newestDataAt(fleet: Fleet): number | null {
+  let newest: number | null = null;
+  for (const d of fleet.drivers.values()) if (d.lastSeen !== null && (newest === null || d.lastSeen > newest)) newest = d.lastSeen;
+  return newest;
+}

@@ -5,8 +5,12 @@
  * retried with capped, jittered backoff.
  */
 import { backoffDelay } from './backoff';
+import { httpProblem, type Problem } from './connection';
 import { RestPath, type EventsPage, type LatestState } from './events';
 import type { StreamSync } from './sync';
+
+/** Events asked for per page. A page this full means more are waiting. */
+export const PAGE_LIMIT = 1000;
 
 export interface LongPollOptions {
   baseUrl: string;
@@ -15,10 +19,13 @@ export interface LongPollOptions {
   /** How long the server may hold an empty page. Defaults to 25000. */
   waitMs?: number;
   fetch?: typeof fetch;
-  /** A page came back (the fallback is current). */
-  onHealthy: () => void;
+  /**
+   * A page came back. `caughtUp`: the page holds everything up to the head
+   * the server had (it was not full); false while a backlog is being paged.
+   */
+  onHealthy: (caughtUp: boolean) => void;
   /** A request failed (network, 5xx, auth). */
-  onFailure: (error: string) => void;
+  onFailure: (problem: Problem) => void;
   onResync: (reason: string) => void;
 }
 
@@ -29,6 +36,13 @@ class HttpError extends Error {
   ) {
     super(`HTTP ${status}${code ? ` ${code}` : ''}`);
   }
+}
+
+/** fetch rejects with a TypeError when nothing answers, an AbortError on our timeout. */
+function problemOf(err: unknown): Problem {
+  if (err instanceof HttpError) return httpProblem(err.status);
+  if (err instanceof Error && err.name === 'AbortError') return 'timeout';
+  return 'unreachable';
 }
 
 export class LongPoll {
@@ -70,7 +84,7 @@ export class LongPoll {
       } catch (err) {
         if (!this.current(gen)) return;
         failures += 1;
-        this.opts.onFailure(err instanceof Error ? err.message : String(err));
+        this.opts.onFailure(problemOf(err));
         await this.sleep(backoffDelay(failures, { baseMs: 500, capMs: 10_000 }) + 200, gen);
       }
     }
@@ -82,23 +96,26 @@ export class LongPoll {
       const latest = await this.get<LatestState>(RestPath.Latest, gen);
       if (!latest || !this.current(gen)) return;
       sync.applySnapshot(latest);
-      this.opts.onHealthy();
+      this.opts.onHealthy(true);
       return;
     }
     const q = new URLSearchParams({
       since: String(sync.lastSeq),
       waitMs: String(this.opts.waitMs ?? 25_000),
-      limit: '1000',
+      limit: String(PAGE_LIMIT),
     });
     if (sync.streamId) q.set('streamId', sync.streamId);
     const page = await this.get<EventsPage>(`${RestPath.Events}?${q}`, gen);
     if (!page || !this.current(gen)) return;
-    this.opts.onHealthy();
     const outcome = sync.applyPage(page);
     if (outcome.kind === 'resync') {
       sync.forgetPosition();
       this.opts.onResync(outcome.reason);
+      this.opts.onHealthy(false);
+      return;
     }
+    // Applied first, reported after: "current" is only said of events the fleet holds.
+    this.opts.onHealthy(page.events.length < PAGE_LIMIT);
   }
 
   private async get<T>(path: string, gen: number): Promise<T | null> {

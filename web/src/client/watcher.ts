@@ -8,7 +8,7 @@
  */
 import { io, type Socket } from 'socket.io-client';
 import { backoffDelay } from './backoff';
-import type { ConnState } from './connection';
+import { socketProblem, type ConnState, type Problem } from './connection';
 import {
   CLIENT_DISCONNECT_REASON,
   ClientEvent,
@@ -75,7 +75,7 @@ export class WatcherClient {
   private stateValue: ConnState = { kind: 'connecting' };
   private readonly stateListeners = new Set<(s: ConnState) => void>();
   private readonly changeListeners = new Set<Listener>();
-  /** Socket reconnect attempt count since the last successful connect. */
+  /** socket.io-client's reconnect attempt number since the last successful connect (0: none started yet). */
   private attempt = 0;
   /** What the current socket connection is waiting for before it is `live`. */
   private awaiting: 'snapshot' | 'replay' | null = null;
@@ -93,13 +93,13 @@ export class WatcherClient {
       tokenProvider: opts.tokenProvider,
       sync: this.sync,
       waitMs: opts.longPollWaitMs,
-      onHealthy: () => {
+      onHealthy: (caughtUp) => {
         this.stats.httpPages += 1;
-        if (!this.socket?.connected) this.setState({ kind: 'http-fallback', attempt: this.attempt });
+        if (!this.socket?.connected) this.setState({ kind: 'http-fallback', attempt: this.shownAttempt(), behind: !caughtUp });
       },
-      onFailure: (error) => {
+      onFailure: (problem) => {
         if (!this.socket?.connected && this.stateValue.kind !== 'auth-failed') {
-          this.setState({ kind: 'reconnecting', attempt: this.attempt, error });
+          this.setState({ kind: 'reconnecting', attempt: this.shownAttempt(), problem });
         }
       },
       onResync: (reason) => {
@@ -190,7 +190,10 @@ export class WatcherClient {
       this.stats.socketConnects += 1;
       this.attempt = 0;
       this.manualAttempts = 0;
-      // From here on the socket is the only source: no race with a page in flight.
+      // From here on the socket is the only source: no race with a page in
+      // flight. Stopping the long-poll leaves no window: the server replays
+      // from the lastSeq this handshake sent, which is at or before anything
+      // the long-poll applied since (those replayed events are dropped by seq).
       this.fallback.stop();
       this.replayed = 0;
       this.setState(this.awaiting === 'replay' ? { kind: 'catching-up', events: 0 } : { kind: 'connecting' });
@@ -199,7 +202,7 @@ export class WatcherClient {
       this.stats.socketDisconnects += 1;
       // Our own disconnect (stop, or a re-snapshot that reconnects at once).
       if (this.stopped || reason === CLIENT_DISCONNECT_REASON) return;
-      this.socketDown(reason);
+      this.socketDown(socketProblem(reason));
       // A server-side DISCONNECT (token expired, account over its socket
       // limit) is not retried by socket.io-client: reconnect ourselves,
       // with a fresh token from the provider.
@@ -210,22 +213,22 @@ export class WatcherClient {
       const refusal = asHandshakeRefusal(err.message);
       if (refusal === null) {
         // Transport-level failure: the manager retries on its own.
-        this.socketDown(err.message);
+        this.socketDown(socketProblem(err.message));
         return;
       }
       if (refusal === HandshakeRefusal.Forbidden) {
         this.fallback.stop();
-        this.setState({ kind: 'auth-failed', message: refusal, retrying: false });
+        this.setState({ kind: 'auth-failed', refusal, retrying: false });
         return;
       }
       // A refused token is not retried by socket.io-client either.
-      this.setState({ kind: 'auth-failed', message: refusal, retrying: true });
+      this.setState({ kind: 'auth-failed', refusal, retrying: true });
       this.scheduleManualConnect();
     });
     socket.io.on('reconnect_attempt', (n) => {
       this.attempt = n;
-      if (this.stateValue.kind === 'reconnecting') this.setState({ ...this.stateValue, attempt: n });
-      else if (this.stateValue.kind === 'http-fallback') this.setState({ kind: 'http-fallback', attempt: n });
+      const s = this.stateValue;
+      if (s.kind === 'reconnecting' || s.kind === 'http-fallback') this.setState({ ...s, attempt: this.shownAttempt() });
     });
 
     socket.on(ServerEvent.DriversSnapshot, (s) => {
@@ -286,10 +289,21 @@ export class WatcherClient {
     }
   }
 
-  private socketDown(error: string): void {
+  private socketDown(problem: Problem): void {
     this.awaiting = null;
-    if (this.stateValue.kind !== 'http-fallback') this.setState({ kind: 'reconnecting', attempt: this.attempt, error });
+    if (this.stateValue.kind !== 'http-fallback') {
+      this.setState({ kind: 'reconnecting', attempt: this.shownAttempt(), problem });
+    }
     this.fallback.start();
+  }
+
+  /**
+   * The attempt the officer is told about, counted from 1: right after a
+   * drop socket.io-client has not started attempt 1 yet, but it is the one
+   * under way (waiting for its backoff).
+   */
+  private shownAttempt(): number {
+    return Math.max(1, this.attempt);
   }
 
   private scheduleManualConnect(): void {

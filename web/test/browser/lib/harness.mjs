@@ -15,12 +15,19 @@ import { io } from 'socket.io-client';
 const here = path.dirname(fileURLToPath(import.meta.url));
 export const webRoot = path.resolve(here, '..', '..', '..');
 export const repoRoot = path.resolve(webRoot, '..');
-export const webDist = path.join(webRoot, 'dist');
+// WECARE_WEB_DIST serves another build of the page (e.g. an older commit's, to see a test fail without a fix).
+export const webDist = process.env.WECARE_WEB_DIST ? path.resolve(process.env.WECARE_WEB_DIST) : path.join(webRoot, 'dist');
 export const outputDir = path.join(repoRoot, 'test-output', 'web');
 const binPath = process.env.WECARE_RT_BIN ? path.resolve(process.env.WECARE_RT_BIN) : path.join(repoRoot, 'target', 'debug', 'wecare-rt');
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 
 export const DEFAULT_WAIT_MS = 10_000;
+
+/** The page's languages: every page test runs once per browser locale (Playwright `locale`). */
+export const LOCALES = [
+  { locale: 'th-TH', lang: 'th' },
+  { locale: 'en-US', lang: 'en' },
+];
 
 export function withTimeout(promise, ms, what) {
   let t;
@@ -239,7 +246,8 @@ export class Driver {
 
 // ---- browser ---------------------------------------------------------------
 
-export async function launchBrowser() {
+/** Chromium with `locale` as the browser's language (navigator.languages, Accept-Language). */
+export async function launchBrowser({ locale = 'en-US' } = {}) {
   if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} missing: run web/scripts/ensure-chromium.sh`);
   const userDataDir = mkdtempSync(path.join(os.tmpdir(), 'wecare-chromium-'));
   const context = await chromium.launchPersistentContext(userDataDir, {
@@ -256,6 +264,7 @@ export async function launchBrowser() {
       '--disable-sync',
     ],
     viewport: { width: 1280, height: 800 },
+    locale,
     timeout: 30_000,
   });
   context.setDefaultTimeout(DEFAULT_WAIT_MS);
@@ -300,4 +309,18 @@ export async function trailHas(page, id, n, timeout = DEFAULT_WAIT_MS) {
 export async function screenshot(page, name) {
   mkdirSync(outputDir, { recursive: true });
   await page.screenshot({ path: path.join(outputDir, `${name}.png`) });
+}
+
+/**
+ * Click the map's zoom-in button `times` times as an officer would, each
+ * once the previous zoom has ended (Leaflet drops a zoom asked for during
+ * the animation of the last one). The scale bar's label changes with every
+ * zoom level, so it tells when one is done.
+ */
+export async function zoomIn(page, times = 1) {
+  for (let i = 0; i < times; i += 1) {
+    const scale = await page.textContent('.leaflet-control-scale');
+    await page.click('.leaflet-control-zoom-in');
+    await page.waitForFunction((s) => document.querySelector('.leaflet-control-scale').textContent !== s, scale);
+  }
 }
