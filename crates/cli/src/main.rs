@@ -61,6 +61,10 @@ struct ServeArgs {
     /// Folder of the embedded store (created if missing).
     #[arg(long, env = "DATA_DIR", default_value = "./data")]
     data_dir: PathBuf,
+    /// `postgres://user@host:port/db`: keep the stream in PostgreSQL, shared
+    /// by any number of nodes, instead of the embedded store in DATA_DIR.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
     /// HS256 key of access tokens. Required in production; elsewhere a
     /// random one is generated and kept in DATA_DIR/dev-jwt-secret.
     #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
@@ -206,8 +210,15 @@ fn serve_config(args: &ServeArgs) -> anyhow::Result<ServerConfig> {
         bail!("RETENTION_HOURS must be a positive number of hours");
     }
     let watcher_roles: Vec<String> = split_list(&args.watcher_roles).iter().map(|r| r.to_ascii_lowercase()).collect();
+    let database_url = non_empty(args.database_url.clone());
+    if let Some(url) = &database_url
+        && !(url.starts_with("postgres://") || url.starts_with("postgresql://"))
+    {
+        bail!("DATABASE_URL must be a postgres:// URL");
+    }
     Ok(ServerConfig {
         data_dir: args.data_dir.clone(),
+        database_url,
         jwt_secret,
         allowed_origins: split_list(origins.as_deref().unwrap_or(DEFAULT_DEV_ORIGINS)),
         watcher_roles,

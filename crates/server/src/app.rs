@@ -15,7 +15,11 @@ pub(crate) struct AppState {
     pub(crate) ingest: Ingest,
     pub(crate) stream: Arc<StreamDeps>,
     pub(crate) metrics: Arc<Metrics>,
-    pub(crate) connections: crate::transport::connections::Connections,
+    /// This node's part in the cluster (a cluster of one on SQLite).
+    pub(crate) cluster: Arc<dyn crate::cluster::Cluster>,
+    pub(crate) presence: crate::presence::Presence,
+    /// Relayed notifications waiting for other nodes' counts.
+    pub(crate) pending: crate::transport::peers::PendingDeliveries,
     /// Shutdown: whether events are still taken, and which are in flight.
     pub(crate) drain: crate::shutdown::Drain,
     /// Set once the Socket.io layer is built (the layer needs the state first).

@@ -11,6 +11,9 @@ use std::time::Duration;
 pub struct ServerConfig {
     /// Folder of the embedded store. Defaults to `./data`.
     pub data_dir: PathBuf,
+    /// `postgres://…`: store the stream in PostgreSQL, shared with any
+    /// number of nodes, instead of the embedded store. Defaults to `None`.
+    pub database_url: Option<String>,
     /// HS256 key of access tokens.
     pub jwt_secret: Vec<u8>,
     /// Origins allowed by CORS and for websocket upgrades.
@@ -63,6 +66,7 @@ impl Default for ServerConfig {
     fn default() -> Self {
         Self {
             data_dir: PathBuf::from("./data"),
+            database_url: None,
             jwt_secret: Vec::new(),
             allowed_origins: split_list(DEFAULT_DEV_ORIGINS),
             watcher_roles: split_list(DEFAULT_WATCHER_ROLES),
@@ -87,6 +91,7 @@ impl std::fmt::Debug for ServerConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ServerConfig")
             .field("data_dir", &self.data_dir)
+            .field("database", &self.database_url.as_ref().map(|_| "postgres"))
             .field("allowed_origins", &self.allowed_origins)
             .field("watcher_roles", &self.watcher_roles)
             .field("jwt_leeway_secs", &self.jwt_leeway_secs)

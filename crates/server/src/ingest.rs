@@ -107,11 +107,6 @@ impl Ingest {
         self.count(vec![outcome]).pop().unwrap_or(Err(UNAVAILABLE))
     }
 
-    /// Stores a presence change (server-made, not rate limited).
-    pub(crate) async fn presence(&self, ev: NewEvent) -> Result<(), crate::stream::sequencer::Unavailable> {
-        self.sequencer.submit(vec![ev]).await.map(drop)
-    }
-
     fn count(&self, outcomes: Vec<Outcome>) -> Vec<Outcome> {
         for o in &outcomes {
             match o {
@@ -132,5 +127,7 @@ fn accepted(id: MessageId, appended: Appended, received: Millis, adjusted: bool)
     match appended {
         Appended::Stored(ev) => Accepted { id, seq: ev.seq, received, duplicate: false, adjusted },
         Appended::Duplicate(seq) => Accepted { id, seq, received, duplicate: true, adjusted },
+        // Only presence events can be dropped, and they are not acked.
+        Appended::Unchanged => Accepted { id, seq: Seq::ZERO, received, duplicate: true, adjusted },
     }
 }

@@ -42,11 +42,14 @@ use tokio_util::task::TaskTracker;
 use tower_http::trace::TraceLayer;
 
 mod app;
+mod backend;
 mod clock;
+mod cluster;
 mod config;
 mod domain;
 mod ingest;
 mod metrics;
+mod presence;
 mod shutdown;
 mod storage;
 mod stream;
@@ -55,20 +58,25 @@ mod transport;
 #[cfg(any(test, feature = "fuzzing"))]
 #[doc(hidden)]
 pub mod fuzzing;
+#[cfg(any(test, feature = "test-util"))]
+pub mod pg_testing;
 
 pub use config::{DEFAULT_DEV_ORIGINS, DEFAULT_WATCHER_ROLES, ServerConfig, split_list};
 pub use storage::StorageError;
 
 use app::AppState;
+use cluster::{Cluster, Job};
 use domain::auth::TokenVerifier;
 use storage::EventLog;
-use storage::sqlite::SqliteLog;
 use stream::StreamDeps;
 
 /// How long HTTP requests still open once the sockets are closed (a
 /// long-poll of an Engine.IO session that never joined, a slow client) may
 /// hold the process: every accepted event was answered before that.
 const HTTP_LINGER: Duration = Duration::from_secs(1);
+/// How often a node reads the stream without a wake-up (the safety net
+/// behind PostgreSQL's NOTIFY; one node never needs it).
+const TAILER_POLL: Duration = Duration::from_millis(250);
 
 /// Why the server could not run.
 #[derive(Debug, thiserror::Error)]
@@ -94,32 +102,51 @@ pub fn dev_token(secret: &str, claims: &serde_json::Value) -> String {
 /// # Errors
 /// [`ServeError`] when the store cannot be opened or the listener fails.
 pub async fn serve(listener: TcpListener, config: ServerConfig, shutdown: CancellationToken) -> Result<(), ServeError> {
-    let log: Arc<dyn EventLog> = Arc::new(SqliteLog::open(&config.data_dir)?);
     let tracker = TaskTracker::new();
     // `shutdown` asks for a drain; `stop` ends the stream tasks after it.
     let stop = CancellationToken::new();
+    let backend::Backend { log, cluster } = match backend::open(&config, &tracker, stop.clone()).await {
+        Ok(b) => b,
+        Err(e) => {
+            stop.cancel();
+            tracker.close();
+            tracker.wait().await;
+            return Err(e.into());
+        }
+    };
     let metrics = Arc::new(metrics::Metrics::default());
     let (fanout_tx, fanout_rx) = mpsc::channel(1024);
+    let (tailer_tx, tailer_rx) = mpsc::channel(1024);
     let (head_tx, head_rx) = watch::channel(log.head());
     let stream = Arc::new(StreamDeps {
         log: Arc::clone(&log),
         fanout: fanout_tx.clone(),
         head: head_rx,
-        presence: Arc::default(),
         metrics: Arc::clone(&metrics),
         tracker: tracker.clone(),
         stop: stop.clone(),
     });
     tracker.spawn(stream::fanout::run(Arc::clone(&stream), fanout_rx));
-    let sequencer = stream::sequencer::Sequencer::spawn(
-        Arc::clone(&log),
-        fanout_tx,
-        head_tx,
-        Arc::clone(&metrics),
-        &tracker,
-        stop.clone(),
-    );
-    tracker.spawn(retention(Arc::clone(&log), config.retention, stop.clone()));
+    let tailer = stream::tailer::Tailer {
+        log: Arc::clone(&log),
+        fanout: fanout_tx,
+        head: head_tx,
+        commits: cluster.commits(),
+        poll: TAILER_POLL,
+        stop: stop.clone(),
+    };
+    tracker.spawn(tailer.run(tailer_rx));
+    let sequencer =
+        stream::sequencer::Sequencer::spawn(Arc::clone(&log), tailer_tx, Arc::clone(&metrics), &tracker, stop.clone());
+    tracker.spawn(retention(Arc::clone(&log), Arc::clone(&cluster), config.retention, stop.clone()));
+    let presence = presence::Presence::spawn(presence::PresenceDeps {
+        cluster: Arc::clone(&cluster),
+        log: Arc::clone(&log),
+        sequencer: sequencer.clone(),
+        grace: config.presence_grace,
+        tracker: tracker.clone(),
+        stop: stop.clone(),
+    });
 
     let verifier = TokenVerifier::new(&config.jwt_secret, config.jwt_leeway_secs, &config.watcher_roles);
     let origins = transport::origin::Origins::new(&config.allowed_origins);
@@ -130,7 +157,9 @@ pub async fn serve(listener: TcpListener, config: ServerConfig, shutdown: Cancel
         metrics,
         config: config.clone(),
         io: std::sync::OnceLock::new(),
-        connections: transport::connections::Connections::new(config.max_connections_per_user),
+        cluster,
+        presence,
+        pending: transport::peers::PendingDeliveries::default(),
         drain: shutdown::Drain::new(shutdown.clone()),
     });
 
@@ -151,10 +180,8 @@ pub async fn serve(listener: TcpListener, config: ServerConfig, shutdown: Cancel
         .with_state(Arc::clone(&state))
         .build_layer();
     transport::socket::attach(&io);
-    let online: Vec<_> =
-        log.snapshot().await?.drivers.into_iter().filter(|(_, s)| s.online).map(|(id, _)| id).collect();
-    transport::socket::restore_presence(&state, online);
     let _ = state.io.set(io.clone());
+    transport::peers::spawn_bus(&state);
 
     // The Socket.io layer wraps the whole router, not each route (which is
     // what `Router::layer` does): otherwise a catch-all route such as the
@@ -235,14 +262,23 @@ pub async fn serve(listener: TcpListener, config: ServerConfig, shutdown: Cancel
 }
 
 /// Prunes the stream to the retention period, often enough that a short
-/// retention (tests) is honoured within a fraction of it.
-async fn retention(log: Arc<dyn EventLog>, keep: Duration, stop: CancellationToken) {
+/// retention (tests) is honoured within a fraction of it; on one node of
+/// the cluster at a time.
+async fn retention(log: Arc<dyn EventLog>, cluster: Arc<dyn Cluster>, keep: Duration, stop: CancellationToken) {
     let every = (keep / 4).clamp(Duration::from_millis(250), Duration::from_secs(60));
     let keep_ms = i64::try_from(keep.as_millis()).unwrap_or(i64::MAX);
     loop {
         tokio::select! {
             () = tokio::time::sleep(every) => {}
             () = stop.cancelled() => return,
+        }
+        match cluster.leads(Job::Retention).await {
+            Ok(true) => {}
+            Ok(false) => continue,
+            Err(e) => {
+                tracing::debug!(error = %e, "retention: leadership unknown");
+                continue;
+            }
         }
         match log.prune(clock::now_ms().saturating_sub(keep_ms)).await {
             Ok(0) => {}

@@ -74,8 +74,9 @@ impl Metrics {
         self.rejections[code_index(code)].fetch_add(1, Relaxed);
     }
 
-    /// The Prometheus text exposition.
-    pub(crate) fn render(&self) -> String {
+    /// The Prometheus text exposition; `damaged_rows` is the store's count
+    /// of stored rows it could not read back (they were skipped).
+    pub(crate) fn render(&self, damaged_rows: u64) -> String {
         let mut out = String::with_capacity(4096);
         let counter = |out: &mut String, name: &str, help: &str, v: u64| {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
@@ -120,6 +121,12 @@ impl Metrics {
         for (code, c) in ErrorCode::ALL.iter().zip(&self.rejections) {
             let _ = writeln!(out, "wecare_rejections_total{{code=\"{code}\"}} {}", c.load(Relaxed));
         }
+        counter(
+            &mut out,
+            "wecare_storage_damaged_rows_total",
+            "Stored rows that could not be read back; skipped, never turned into events.",
+            damaged_rows,
+        );
         self.ack_latency.render(&mut out, "wecare_ack_latency_seconds", "Receipt to ack.");
         self.fanout_latency.render(
             &mut out,
@@ -139,7 +146,7 @@ mod tests {
         let m = Metrics::default();
         m.rejected(ErrorCode::InvalidCoordinates);
         m.ack_latency.observe(Duration::from_millis(3));
-        let text = m.render();
+        let text = m.render(0);
         assert!(text.contains("wecare_rejections_total{code=\"INVALID_COORDINATES\"} 1"));
         assert!(text.contains("wecare_ack_latency_seconds_bucket{le=\"0.005\"} 1"));
         assert!(text.contains("wecare_ack_latency_seconds_count 1"));

@@ -4,7 +4,7 @@
 // own fresh DATA_DIR. The environment is built from scratch (plus PATH/HOME),
 // so nothing from the invoking shell (APP_ENV, NODE_ENV, ...) leaks in.
 // Set WECARE_RT_LOG=1 to mirror server output to stderr.
-import { spawn } from 'node:child_process';
+import { spawn, execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, existsSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
@@ -19,6 +19,29 @@ export const binPath = process.env.WECARE_RT_BIN
   : path.join(repoRoot, 'target', 'debug', 'wecare-rt');
 
 const READY_TIMEOUT_MS = 15_000;
+
+// With WECARE_INTEROP_DATABASE_URL (an admin URL of a PostgreSQL server;
+// scripts/test.sh starts one), every server gets a database of its own
+// (DATABASE_URL), dropped by dispose(): the whole suite then shows every
+// contract rule on a PostgreSQL-backed node too.
+export const pgAdminUrl = process.env.WECARE_INTEROP_DATABASE_URL || null;
+let dbCounter = 0;
+
+function psql(url, sql) {
+  execFileSync('psql', ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '-d', url, '-c', sql], { stdio: ['ignore', 'ignore', 'pipe'] });
+}
+
+/** A fresh database on the test PostgreSQL server: { url, drop() }. */
+export function createDatabase(label = 'interop') {
+  if (!pgAdminUrl) throw new Error('no WECARE_INTEROP_DATABASE_URL');
+  dbCounter += 1;
+  const name = `wecare_${label}_${process.pid}_${dbCounter}_${Math.floor(Math.random() * 1e6)}`;
+  psql(pgAdminUrl, `CREATE DATABASE ${name}`);
+  const u = new URL(pgAdminUrl);
+  u.pathname = `/${name}`;
+  const url = u.toString();
+  return { url, name, drop: () => { try { psql(pgAdminUrl, `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`); } catch { /* best effort */ } } };
+}
 const EXIT_TIMEOUT_MS = Number(process.env.WECARE_RT_EXIT_TIMEOUT_MS ?? 10_000);
 
 export function freePort() {
@@ -55,8 +78,9 @@ const DEFAULTS = {
   PRESENCE_GRACE_MS: '600000',
 };
 
-function buildEnv(port, dataDir, secret, env, { defaults = true } = {}) {
+function buildEnv(port, dataDir, secret, env, { defaults = true, databaseUrl } = {}) {
   const e = { ...baseEnv(), ...(defaults ? DEFAULTS : { HOST: '127.0.0.1' }), PORT: String(port), DATA_DIR: dataDir };
+  if (databaseUrl) e.DATABASE_URL = databaseUrl;
   if (secret !== null) e.JWT_SECRET = secret;
   for (const [k, v] of Object.entries(env ?? {})) {
     if (v === null || v === undefined) delete e[k];
@@ -106,7 +130,8 @@ function withTimeout(promise, ms, what) {
 }
 
 export class Server {
-  constructor({ port, dataDir, secret, env, ownsDataDir }) {
+  constructor({ port, dataDir, secret, env, ownsDataDir, database }) {
+    this.database = database ?? null;
     this.port = port;
     this.dataDir = dataDir;
     this.secret = secret;
@@ -127,7 +152,7 @@ export class Server {
   watcherToken(opts) { return watcherToken(this.secret, opts); }
 
   async launch() {
-    const env = buildEnv(this.port, this.dataDir, this.secret, this.env);
+    const env = buildEnv(this.port, this.dataDir, this.secret, this.env, { databaseUrl: this.database?.url });
     this.proc = spawnProc(env);
     this.stopping = false;
     const deadline = Date.now() + READY_TIMEOUT_MS;
@@ -198,6 +223,7 @@ export class Server {
     let err = null;
     try { await this.stop(); } catch (e) { err = e; }
     if (this.ownsDataDir) rmSync(this.dataDir, { recursive: true, force: true });
+    if (this.ownsDataDir) this.database?.drop();
     if (err) throw err;
   }
 }
@@ -208,15 +234,22 @@ export class Server {
  *  dataDir: reuse an existing dir (not removed by dispose)
  *  secret: JWT secret (default random; null = do not set JWT_SECRET)
  */
+const databasesByDir = new Map();
+
 export async function startServer({ env = {}, dataDir, secret } = {}) {
   const port = await freePort();
   const ownsDataDir = !dataDir;
   const dir = dataDir ?? tempDataDir();
-  const s = new Server({ port, dataDir: dir, secret: secret === undefined ? randomSecret() : secret, env, ownsDataDir });
+  // A server given an existing data folder shares its store: on PostgreSQL
+  // that is the database of the server it was made for.
+  const database = pgAdminUrl ? (dataDir ? databasesByDir.get(dataDir) : createDatabase()) : null;
+  const s = new Server({ port, dataDir: dir, secret: secret === undefined ? randomSecret() : secret, env, ownsDataDir, database });
+  if (database && ownsDataDir) databasesByDir.set(dir, database);
   try {
     await s.launch();
   } catch (err) {
     if (ownsDataDir) rmSync(dir, { recursive: true, force: true });
+    if (ownsDataDir) database?.drop();
     throw err;
   }
   return s;

@@ -459,8 +459,11 @@ describe('§5 retention (RETENTION_HOURS fractional)', () => {
     assertOk(last, lastFix);
     w.close();
 
+    // Until events after acks[0] are pruned too (retention removes the
+    // oldest first, not necessarily all four at once): only then is
+    // acks[0].seq a position older than retention.
     const pruned = await waitUntil(async () => {
-      const r = await rest(server, 'GET', '/api/realtime/events?since=0&limit=10', { token: server.watcherToken() });
+      const r = await rest(server, 'GET', `/api/realtime/events?since=${acks[0].seq}&limit=10`, { token: server.watcherToken() });
       return r.status === 200 && r.body.gap === true ? r.body : null;
     }, { timeoutMs: 15_000, intervalMs: 200, what: 'retention to prune (gap:true)' });
     assert.equal(pruned.streamId, streamId);

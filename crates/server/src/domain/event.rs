@@ -43,7 +43,14 @@ impl EventKind {
 pub(crate) enum Body {
     Location(Fix),
     Status(DriverStatus),
-    Presence { online: bool },
+    /// `offline_grace` (offline only): the store drops the event if the
+    /// driver has a socket on any node, or had one within that many ms —
+    /// checked inside the commit, so a node never flips a driver offline
+    /// while another node holds its socket.
+    Presence {
+        online: bool,
+        offline_grace: Millis,
+    },
 }
 
 /// An accepted event on its way to the sequencer.
@@ -73,9 +80,28 @@ impl NewEvent {
         Self { driver, email, name, id, dedup, received, body: Body::Status(change.status) }
     }
 
-    pub(crate) fn presence(driver: DriverId, online: bool, received: Millis) -> Self {
+    /// A driver came online (a socket of it opened on some node).
+    pub(crate) fn online(driver: DriverId, received: Millis) -> Self {
+        Self::presence(driver, true, 0, received)
+    }
+
+    /// A driver went offline, unless it has had a socket on any node within
+    /// `grace` ms.
+    pub(crate) fn offline(driver: DriverId, grace: Millis, received: Millis) -> Self {
+        Self::presence(driver, false, grace, received)
+    }
+
+    pub(crate) fn presence(driver: DriverId, online: bool, offline_grace: Millis, received: Millis) -> Self {
         let (id, dedup) = client_or_server_id(None);
-        Self { driver, email: None, name: None, id, dedup, received, body: Body::Presence { online } }
+        Self { driver, email: None, name: None, id, dedup, received, body: Body::Presence { online, offline_grace } }
+    }
+
+    /// For an offline presence event: the grace its guard checks.
+    pub(crate) fn offline_guard(&self) -> Option<Millis> {
+        match self.body {
+            Body::Presence { online: false, offline_grace } => Some(offline_grace),
+            _ => None,
+        }
     }
 
     pub(crate) fn kind(&self) -> EventKind {
@@ -248,7 +274,7 @@ pub(crate) fn encode(ev: &NewEvent, seq: Seq, derived: Derived) -> StreamEvent {
             }),
             ev.received,
         ),
-        Body::Presence { online } => {
+        Body::Presence { online, .. } => {
             (serde_json::to_string(&Presence { seq, driver_id, online: *online, timestamp }), ev.received)
         }
     };

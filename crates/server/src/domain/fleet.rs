@@ -31,7 +31,8 @@ pub(crate) struct DriverState {
     pub(crate) online: bool,
 }
 
-/// Latest state per driver. Storage keeps one in step with its commits.
+/// Latest state per driver: the in-memory copy a single-writer store keeps
+/// in step with its commits, or the rows one transaction locked.
 #[derive(Debug, Default, Clone)]
 pub(crate) struct Fleet {
     drivers: HashMap<DriverId, DriverState>,
@@ -50,41 +51,59 @@ impl Fleet {
         self.drivers.iter()
     }
 
-    /// Applies a new event at `seq` and returns it encoded for watchers.
-    pub(crate) fn apply(&mut self, ev: &NewEvent, seq: Seq) -> StreamEvent {
-        let state = self.drivers.entry(ev.driver.clone()).or_insert_with(|| DriverState {
-            position: None,
-            status: DriverStatus::default(),
-            email: None,
-            last_seen: ev.received,
-            online: false,
-        });
-        if ev.email.is_some() {
-            state.email.clone_from(&ev.email);
-        }
-        let mut outdated = false;
-        match &ev.body {
-            Body::Location(fix) => {
-                state.last_seen = state.last_seen.max(ev.received);
-                let effective_at = fix.recorded_at.min(ev.received);
-                outdated = state.position.is_some_and(|p| p.effective_at > effective_at);
-                if !outdated {
-                    state.position =
-                        Some(Position { lat: fix.lat, lng: fix.lng, recorded_at: fix.recorded_at, effective_at });
-                }
-                // Contract §3: a fix's status sets the current status, late or not.
-                if let Some(status) = fix.status {
-                    state.status = status;
-                }
-            }
-            Body::Status(status) => {
-                state.last_seen = state.last_seen.max(ev.received);
-                state.status = *status;
-            }
-            Body::Presence { online } => state.online = *online,
-        }
-        encode(ev, seq, Derived { outdated, current_status: state.status })
+    /// Applies `ev` as the event at `seq` (see [`apply`]); `None` when it
+    /// changes nothing and takes no `seq`.
+    pub(crate) fn apply(&mut self, ev: &NewEvent, seq: Seq) -> Option<StreamEvent> {
+        let (state, event) = apply(self.drivers.get(&ev.driver), ev, seq)?;
+        self.drivers.insert(ev.driver.clone(), state);
+        Some(event)
     }
+}
+
+/// The rule every store runs inside its commit: the driver's state after
+/// `ev`, and `ev` encoded for watchers at `seq`. A fix older than the
+/// current position is `outdated` and leaves the marker; a presence event
+/// that says what the state already says is dropped (`None`): several
+/// nodes may each see a driver's socket come or go, the stream says it once.
+pub(crate) fn apply(prev: Option<&DriverState>, ev: &NewEvent, seq: Seq) -> Option<(DriverState, StreamEvent)> {
+    let mut state = prev.cloned().unwrap_or(DriverState {
+        position: None,
+        status: DriverStatus::default(),
+        email: None,
+        last_seen: ev.received,
+        online: false,
+    });
+    if ev.email.is_some() {
+        state.email.clone_from(&ev.email);
+    }
+    let mut outdated = false;
+    match &ev.body {
+        Body::Location(fix) => {
+            state.last_seen = state.last_seen.max(ev.received);
+            let effective_at = fix.recorded_at.min(ev.received);
+            outdated = state.position.is_some_and(|p| p.effective_at > effective_at);
+            if !outdated {
+                state.position =
+                    Some(Position { lat: fix.lat, lng: fix.lng, recorded_at: fix.recorded_at, effective_at });
+            }
+            // Contract §3: a fix's status sets the current status, late or not.
+            if let Some(status) = fix.status {
+                state.status = status;
+            }
+        }
+        Body::Status(status) => {
+            state.last_seen = state.last_seen.max(ev.received);
+            state.status = *status;
+        }
+        Body::Presence { online, .. } => {
+            if state.online == *online {
+                return None;
+            }
+            state.online = *online;
+        }
+    }
+    let event = encode(ev, seq, Derived { outdated, current_status: state.status });
+    Some((state, event))
 }
 
 #[cfg(test)]
@@ -110,7 +129,7 @@ mod tests {
 
     fn apply(fleet: &mut Fleet, recorded_at: Millis, received: Millis, status: Option<DriverStatus>) -> Value {
         let ev = NewEvent::location(Sender::bare("d"), fix_at(recorded_at, status), received);
-        serde_json::from_str(fleet.apply(&ev, Seq(1)).json.get()).unwrap()
+        serde_json::from_str(fleet.apply(&ev, Seq(1)).unwrap().json.get()).unwrap()
     }
 
     #[test]
@@ -142,5 +161,16 @@ mod tests {
         );
         fleet.apply(&ev, Seq(2));
         assert_eq!(apply(&mut fleet, 6, 6, None)["status"], "ON_TRIP");
+    }
+
+    #[test]
+    fn presence_that_changes_nothing_takes_no_seq() {
+        let mut fleet = Fleet::default();
+        let d = || wecare_proto::DriverId::new("d");
+        assert!(fleet.apply(&NewEvent::offline(d(), 0, 1), Seq(1)).is_none(), "unknown driver is already offline");
+        assert!(fleet.apply(&NewEvent::online(d(), 2), Seq(1)).is_some());
+        assert!(fleet.apply(&NewEvent::online(d(), 3), Seq(2)).is_none(), "a second node's online says nothing new");
+        assert!(fleet.apply(&NewEvent::offline(d(), 0, 4), Seq(2)).is_some());
+        assert!(!fleet.get(&d()).unwrap().online);
     }
 }

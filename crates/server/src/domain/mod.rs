@@ -4,6 +4,5 @@
 pub(crate) mod auth;
 pub(crate) mod event;
 pub(crate) mod fleet;
-pub(crate) mod presence;
 pub(crate) mod rate;
 pub(crate) mod validate;

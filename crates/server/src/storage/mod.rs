@@ -1,17 +1,25 @@
 //! The storage boundary: one small trait, [`EventLog`], that the sequencer,
-//! the fan-out and the REST routes use. The embedded implementation is
-//! [`sqlite::SqliteLog`]; a scale-out one sits behind the same trait.
+//! the tailer, replay and the REST routes use. Two implementations: the
+//! embedded [`sqlite::SqliteLog`] (one node, the default) and
+//! [`postgres::PgLog`] (any number of nodes on one database). Which one runs
+//! is decided in one place, [`crate::backend`].
 //!
 //! # Contract of an `EventLog`
-//! * `append` is called by one caller at a time (the sequencer). In one
-//!   atomic commit it looks up every `(driver, id)` with `dedup` set, gives
-//!   each new event the next `seq`, stores it, updates the latest state, and
-//!   returns one outcome per input, in order. Nothing is visible to readers
-//!   before the commit, and an `Ok` means the commit is durable.
+//! * `append` is called by one caller per node at a time (its sequencer);
+//!   several nodes may append at once. In one atomic commit it looks up
+//!   every `(driver, id)` with `dedup` set, runs the domain rule
+//!   ([`crate::domain::fleet::apply`]) on the driver's latest state, gives
+//!   each new event the next `seq`, stores it and the new latest state, and
+//!   returns one outcome per input, in order. Commits become visible in
+//!   `seq` order. An `Ok` means the commit is durable.
 //! * `seq` starts at 1, has no holes and never goes back, also across
-//!   restarts and after retention pruned everything.
-//! * `read_after(s)` returns events with `seq > s` in order and says
-//!   (`gap`) when some of them were already pruned by retention.
+//!   restarts, nodes, and after retention pruned everything.
+//! * `read_after(s)` returns events with `seq > s` in order, the committed
+//!   head when it read them, and says (`gap`) when some events after `s`
+//!   were already pruned by retention. A stored row that cannot be read
+//!   back (damaged on disk, written by something else) is reported — an
+//!   error log with its `seq`, [`EventLog::damaged_rows`] — and skipped,
+//!   never turned into a plausible event.
 //! * `stream_id` is fixed when the store is created and changes only when
 //!   the store is replaced.
 
@@ -24,18 +32,21 @@ use crate::clock::Millis;
 use crate::domain::event::{NewEvent, SharedEvent};
 use crate::domain::fleet::DriverState;
 
+pub(crate) mod postgres;
+pub(crate) mod row;
 pub(crate) mod sqlite;
 #[cfg(test)]
 pub(crate) mod testing;
 
 pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-/// A storage failure. The caller answers `UNAVAILABLE` (retryable).
+/// A storage failure. Callers answer `UNAVAILABLE` (retryable) and log it.
+/// It names no database library: each backend converts its own errors.
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
-    /// The database refused or failed the operation.
-    #[error("sqlite: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    /// The database refused or failed the operation, or cannot be reached.
+    #[error("database: {0}")]
+    Database(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// The storage worker is gone (shutting down).
     #[error("storage is closed")]
     Closed,
@@ -50,6 +61,9 @@ pub enum StorageError {
     /// The stored data is not what this version writes.
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// The storage settings cannot be used (e.g. a malformed `DATABASE_URL`).
+    #[error("storage configuration: {0}")]
+    Config(String),
 }
 
 /// The outcome of appending one event.
@@ -59,6 +73,8 @@ pub(crate) enum Appended {
     Stored(SharedEvent),
     /// `(driver, id)` was already stored, at this `seq`; nothing new was stored.
     Duplicate(Seq),
+    /// A presence event that changed nothing (or whose guard failed): not stored.
+    Unchanged,
 }
 
 /// A page of the stream.
@@ -82,7 +98,9 @@ pub(crate) struct Snapshot {
 pub(crate) trait EventLog: Send + Sync + std::fmt::Debug + 'static {
     /// The random id of this stream, fixed when the store was created.
     fn stream_id(&self) -> &str;
-    /// The last committed `seq` (`Seq::ZERO` for an empty stream).
+    /// The newest committed `seq` this node has seen (`Seq::ZERO` for an
+    /// empty stream). With several nodes it may lag; `read_after` reports
+    /// the database's own head.
     fn head(&self) -> Seq;
     /// Whether the last write succeeded (for `/readyz`).
     fn is_writable(&self) -> bool;
@@ -90,7 +108,7 @@ pub(crate) trait EventLog: Send + Sync + std::fmt::Debug + 'static {
     fn append(&self, batch: Vec<NewEvent>) -> BoxFuture<'_, Result<Vec<Appended>, StorageError>>;
     /// Up to `limit` events with `seq > after`, in order.
     fn read_after(&self, after: Seq, limit: usize) -> BoxFuture<'_, Result<Page, StorageError>>;
-    /// The latest state of every known driver, consistent with `head`.
+    /// The latest state of every known driver, consistent with its `seq`.
     fn snapshot(&self) -> BoxFuture<'_, Result<Snapshot, StorageError>>;
     /// A driver's fixes with `from <= recordedAt <= to`, by `recordedAt`.
     fn track(
@@ -102,4 +120,10 @@ pub(crate) trait EventLog: Send + Sync + std::fmt::Debug + 'static {
     ) -> BoxFuture<'_, Result<Vec<SharedEvent>, StorageError>>;
     /// Drops events received before `before`; latest state is kept.
     fn prune(&self, before: Millis) -> BoxFuture<'_, Result<u64, StorageError>>;
+    /// The position a named reader (the forwarder) stored, if any.
+    fn cursor(&self, name: &'static str) -> BoxFuture<'_, Result<Option<Seq>, StorageError>>;
+    /// Stores a named reader's position (durably, for its restart).
+    fn set_cursor(&self, name: &'static str, seq: Seq) -> BoxFuture<'_, Result<(), StorageError>>;
+    /// Stored rows found unreadable so far (they were skipped).
+    fn damaged_rows(&self) -> u64;
 }

@@ -35,12 +35,24 @@ fn seqs(out: &[Appended]) -> Vec<(bool, u64)> {
         .map(|a| match a {
             Appended::Stored(e) => (true, e.seq.0),
             Appended::Duplicate(s) => (false, s.0),
+            Appended::Unchanged => (false, 0),
         })
         .collect()
 }
 
-/// Runs every conformance check against logs made by `open`.
-pub(crate) async fn run_all<L, F, Fut>(open: F)
+/// How a backend takes several writers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Writers {
+    /// One log per store (the embedded store): two writers are two callers
+    /// of one log at once.
+    OneLog,
+    /// Any number of logs on one store (one per node).
+    ManyLogs,
+}
+
+/// Runs every conformance check against logs made by `open` (the same
+/// path opens the same store again).
+pub(crate) async fn run_all<L, F, Fut>(open: F, writers: Writers)
 where
     L: EventLog,
     F: Fn(&Path) -> Fut,
@@ -50,6 +62,85 @@ where
     seq_and_stream_id_survive_reopen(&open).await;
     read_after_pages_in_order_and_reports_gaps(&open).await;
     snapshot_and_track(&open).await;
+    presence_that_changes_nothing_takes_no_seq(&open).await;
+    cursors_survive_reopen(&open).await;
+    two_writers_at_once(&open, writers).await;
+}
+
+async fn presence_that_changes_nothing_takes_no_seq<L: EventLog, Fut: Future<Output = L>>(
+    open: &impl Fn(&Path) -> Fut,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path()).await;
+    let t = now_ms();
+    let d = || DriverId::new("p");
+    let out = log.append(vec![NewEvent::online(d(), t), NewEvent::online(d(), t), loc("p", "1", t, t)]).await.unwrap();
+    assert!(matches!(out[1], Appended::Unchanged), "already online: nothing stored");
+    assert_eq!(seqs(&out[2..]), vec![(true, 2)], "no seq was used by the dropped event");
+    let out = log.append(vec![NewEvent::offline(d(), 0, t), NewEvent::offline(d(), 0, t)]).await.unwrap();
+    assert!(matches!(out[0], Appended::Stored(_)) && matches!(out[1], Appended::Unchanged));
+    let snap = log.snapshot().await.unwrap();
+    assert!(!snap.drivers.iter().find(|(id, _)| id.as_str() == "p").unwrap().1.online);
+}
+
+async fn cursors_survive_reopen<L: EventLog, Fut: Future<Output = L>>(open: &impl Fn(&Path) -> Fut) {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let log = open(dir.path()).await;
+        assert_eq!(log.cursor("forward").await.unwrap(), None);
+        log.set_cursor("forward", Seq(7)).await.unwrap();
+        log.set_cursor("forward", Seq(9)).await.unwrap();
+    }
+    let log = open(dir.path()).await;
+    assert_eq!(log.cursor("forward").await.unwrap(), Some(Seq(9)));
+}
+
+/// Two writers append at once, each batches of fresh events plus events
+/// the other also sends: every event is stored once, `seq` has no holes,
+/// each batch got consecutive numbers, and reading gives commit order.
+async fn two_writers_at_once<L: EventLog, Fut: Future<Output = L>>(open: &impl Fn(&Path) -> Fut, writers: Writers) {
+    let dir = tempfile::tempdir().unwrap();
+    let a = Arc::new(open(dir.path()).await);
+    let b: Option<Arc<L>> = match writers {
+        Writers::OneLog => None,
+        Writers::ManyLogs => Some(Arc::new(open(dir.path()).await)),
+    };
+    let t = now_ms();
+    let write = |log: Arc<L>, me: &'static str| async move {
+        let mut stored = Vec::new();
+        for round in 0..20 {
+            let mut batch: Vec<NewEvent> = (0..10).map(|i| loc(me, &format!("{round}-{i}"), t, t)).collect();
+            // Both writers also send these: only one may store each.
+            batch.push(loc("shared", &format!("s{round}"), t, t));
+            let out = log.append(batch).await.unwrap();
+            let fresh: Vec<u64> = out[..10]
+                .iter()
+                .map(|o| match o {
+                    Appended::Stored(e) => e.seq.0,
+                    other => panic!("fresh event not stored: {other:?}"),
+                })
+                .collect();
+            assert!(fresh.windows(2).all(|w| w[1] == w[0] + 1), "one batch, consecutive seqs: {fresh:?}");
+            stored.extend(out);
+        }
+        stored
+    };
+    let other = b.clone().unwrap_or_else(|| Arc::clone(&a));
+    let (x, y) = tokio::join!(write(Arc::clone(&a), "a"), write(other, "b"));
+    let mut all: Vec<u64> = x
+        .iter()
+        .chain(&y)
+        .filter_map(|o| match o {
+            Appended::Stored(e) => Some(e.seq.0),
+            _ => None,
+        })
+        .collect();
+    all.sort_unstable();
+    assert_eq!(all, (1..=420).collect::<Vec<u64>>(), "400 fresh + 20 shared, once each, no holes");
+    let page = a.read_after(Seq::ZERO, 1000).await.unwrap();
+    let read: Vec<u64> = page.events.iter().map(|e| e.seq.0).collect();
+    assert_eq!(read, (1..=420).collect::<Vec<u64>>());
+    assert_eq!(page.head, Seq(420));
 }
 
 async fn append_dedups_and_numbers_without_holes<L: EventLog, Fut: Future<Output = L>>(open: &impl Fn(&Path) -> Fut) {

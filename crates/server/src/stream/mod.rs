@@ -1,5 +1,6 @@
-//! The ordered stream at run time: one [`sequencer`] (group commit, the only
-//! writer), one [`fanout`] (live delivery, encode once), and [`replay`]
+//! The ordered stream at run time: the [`sequencer`] (group commit, this
+//! node's one writer), the [`tailer`] (the committed stream, in order, into
+//! this node), the [`fanout`] (live delivery, encode once), and [`replay`]
 //! (snapshot or resume, paced against each watcher's socket).
 
 use std::sync::Arc;
@@ -9,7 +10,6 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use wecare_proto::Seq;
 
-use crate::domain::presence::Presence;
 use crate::metrics::Metrics;
 use crate::storage::EventLog;
 
@@ -17,6 +17,7 @@ pub(crate) mod fanout;
 pub(crate) mod replay;
 pub(crate) mod sequencer;
 pub(crate) mod snapshot;
+pub(crate) mod tailer;
 
 /// What the stream tasks share.
 #[derive(Debug)]
@@ -25,7 +26,6 @@ pub(crate) struct StreamDeps {
     pub(crate) fanout: mpsc::Sender<fanout::Command>,
     /// The last committed `seq`, for long-polls.
     pub(crate) head: watch::Receiver<Seq>,
-    pub(crate) presence: Arc<Presence>,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) tracker: TaskTracker,
     /// Cancelled last in a shutdown, once the sockets are closed: the

@@ -79,12 +79,23 @@ where
 async fn drive(deps: &Arc<StreamDeps>, socket: &SocketRef, start: Start, stop: &CancellationToken) -> Result<(), Stop> {
     let (mut cursor, mut sync) = match start {
         Start::Snapshot => (send_snapshot(deps, socket).await?, None),
-        Start::Resume(last) if last > deps.log.head() => (send_snapshot(deps, socket).await?, None),
+        // The store's own head, not this node's view of it: a node that lags
+        // other nodes' commits must not mistake its lag for a reset store.
+        Start::Resume(last) if last > read_retrying(|| deps.log.read_after(last, 0)).await.head => {
+            (send_snapshot(deps, socket).await?, None)
+        }
         Start::Resume(last) => (last, Some(SyncProgress { from: last, replayed: 0 })),
         Start::CatchUp(after) => (after, None),
     };
     loop {
         let page = read_retrying(|| deps.log.read_after(cursor, PAGE)).await;
+        tracing::debug!(
+            after = cursor.0,
+            events = page.events.len(),
+            head = page.head.0,
+            gap = page.gap,
+            "replay page"
+        );
         if page.gap {
             // Retention dropped events this watcher needs: start over from state.
             cursor = send_snapshot(deps, socket).await?;
@@ -122,6 +133,7 @@ async fn send_snapshot(deps: &StreamDeps, socket: &SocketRef) -> Result<Seq, Sto
     let snap = read_retrying(|| deps.log.snapshot()).await;
     let payload = snapshot::payload(deps.log.stream_id(), snap);
     let seq = payload.seq;
+    tracing::debug!(sid = %socket.id, seq = seq.0, "sending snapshot");
     let mut waited = Duration::ZERO;
     loop {
         match socket.emit(event::DRIVERS_SNAPSHOT, &payload) {

@@ -1,17 +1,16 @@
-//! The single sequencer: every accepted event passes through here. It takes
-//! whatever is queued (up to [`MAX_GROUP`] events), appends it in one storage
-//! commit, answers every waiting sender, then publishes the new events to
-//! the fan-out in `seq` order. One writer makes commit order, `seq` order and
-//! delivery order the same thing.
+//! The sequencer: every event accepted on this node passes through here. It
+//! takes whatever is queued (up to [`MAX_GROUP`] events), appends it in one
+//! storage commit, answers every waiting sender, then hands the new events
+//! to the tailer in `seq` order. One writer per node; across nodes the
+//! store orders the commits (see `storage`).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
-use wecare_proto::Seq;
 
-use super::fanout::Command;
+use super::tailer::Input;
 use crate::domain::event::{NewEvent, SharedEvent};
 use crate::metrics::Metrics;
 use crate::storage::{Appended, EventLog};
@@ -58,14 +57,13 @@ impl Sequencer {
     /// was already queued.
     pub(crate) fn spawn(
         log: Arc<dyn EventLog>,
-        fanout: mpsc::Sender<Command>,
-        head: watch::Sender<Seq>,
+        tailer: mpsc::Sender<Input>,
         metrics: Arc<Metrics>,
         tracker: &tokio_util::task::TaskTracker,
         stop: CancellationToken,
     ) -> Self {
         let (tx, rx) = mpsc::channel(QUEUE);
-        tracker.spawn(run(log, rx, fanout, head, metrics, stop));
+        tracker.spawn(run(log, rx, tailer, metrics, stop));
         Self { tx }
     }
 
@@ -93,8 +91,7 @@ impl Sequencer {
 async fn run(
     log: Arc<dyn EventLog>,
     mut rx: mpsc::Receiver<Job>,
-    fanout: mpsc::Sender<Command>,
-    head: watch::Sender<Seq>,
+    tailer: mpsc::Sender<Input>,
     metrics: Arc<Metrics>,
     stop: CancellationToken,
 ) {
@@ -115,9 +112,9 @@ async fn run(
         let first = match first {
             Job::Append(r) => r,
             Job::Flush(done) => {
-                // Earlier commits were published before this point: the
+                // Earlier commits were handed on before this point: the
                 // fan-out answers once it has delivered them.
-                let _ = fanout.send(Command::Flush(done)).await;
+                let _ = tailer.send(Input::Flush(done)).await;
                 continue;
             }
         };
@@ -136,7 +133,7 @@ async fn run(
                 Err(_) => break,
             }
         }
-        commit_group(log.as_ref(), group, total, &fanout, &head, &metrics).await;
+        commit_group(log.as_ref(), group, total, &tailer, &metrics).await;
     }
     tracing::debug!("sequencer stopped");
 }
@@ -145,8 +142,7 @@ async fn commit_group(
     log: &dyn EventLog,
     mut group: Vec<Request>,
     total: usize,
-    fanout: &mpsc::Sender<Command>,
-    head: &watch::Sender<Seq>,
+    tailer: &mpsc::Sender<Input>,
     metrics: &Metrics,
 ) {
     let mut events = Vec::with_capacity(total);
@@ -163,18 +159,17 @@ async fn commit_group(
                 .iter()
                 .filter_map(|o| match o {
                     Appended::Stored(ev) => Some(Arc::clone(ev)),
-                    Appended::Duplicate(_) => None,
+                    Appended::Duplicate(_) | Appended::Unchanged => None,
                 })
                 .collect();
             let mut outcomes = outcomes.into_iter();
             for (r, n) in group.into_iter().zip(sizes) {
                 let _ = r.reply.send(Ok(outcomes.by_ref().take(n).collect()));
             }
-            if let Some(last) = fresh.last() {
+            if !fresh.is_empty() {
                 metrics.events_in.fetch_add(fresh.len() as u64, std::sync::atomic::Ordering::Relaxed);
-                head.send_replace(last.seq);
-                // Backpressure: if the fan-out is slow, the sequencer waits.
-                let _ = fanout.send(Command::Publish { events: fresh, committed_at }).await;
+                // Backpressure: if delivery is slow, the sequencer waits.
+                let _ = tailer.send(Input::Committed { events: fresh, committed_at }).await;
             }
         }
         Err(e) => {

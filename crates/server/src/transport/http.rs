@@ -315,11 +315,11 @@ async fn post_notify(
     if body.rooms.is_empty() || body.rooms.len() > 100 || body.rooms.iter().any(|r| r.is_empty() || r.len() > 200) {
         return Err(ApiError::payload("rooms must hold 1 to 100 room names"));
     }
-    let ns = app.io.get().and_then(|io| io.of(wecare_proto::NAMESPACE)).ok_or_else(ApiError::not_found)?;
-    // Encoded once; `delivered` counts the sockets it was written to (a
-    // socket that closed meanwhile or whose send queue is full is not).
+    // Encoded once; `delivered` counts the sockets it was written to, on
+    // every node (a socket that closed meanwhile or whose send queue is
+    // full is not).
     let data = serde_json::value::to_raw_value(&body.data).map_err(|_| ApiError::payload("data is not JSON"))?;
-    let delivered = ns.to(body.rooms).sockets().iter().filter(|s| s.emit(&body.event, &*data).is_ok()).count();
+    let delivered = super::peers::notify(&app, body.rooms, body.event, data).await;
     Ok(Json(Notified { status: "ok", delivered }))
 }
 
@@ -328,7 +328,7 @@ async fn healthz() -> Json<Value> {
 }
 
 async fn readyz(State(app): State<SharedState>) -> Response {
-    let ready = app.stream.log.is_writable() && !app.drain.is_draining();
+    let ready = app.stream.log.is_writable() && app.cluster.is_healthy() && !app.drain.is_draining();
     let seq: Seq = app.stream.log.head();
     let body = serde_json::json!({ "status": if ready { "ok" } else { "unavailable" }, "seq": seq });
     let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
@@ -336,5 +336,6 @@ async fn readyz(State(app): State<SharedState>) -> Response {
 }
 
 async fn metrics(State(app): State<SharedState>) -> Response {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], app.metrics.render()).into_response()
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], app.metrics.render(app.stream.log.damaged_rows()))
+        .into_response()
 }

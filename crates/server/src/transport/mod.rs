@@ -4,12 +4,12 @@
 
 pub(crate) mod ack;
 pub(crate) mod compact;
-pub(crate) mod connections;
 pub(crate) mod draining;
 pub(crate) mod error;
 pub(crate) mod events_page;
 pub(crate) mod http;
 pub(crate) mod origin;
+pub(crate) mod peers;
 pub(crate) mod reply;
 pub(crate) mod session;
 pub(crate) mod socket;

@@ -98,16 +98,11 @@ async fn on_connect(s: SocketRef, TryData(auth): TryData<Value>, State(app): Sta
     if !session.mark_joined() {
         return;
     }
-    for evicted in app.connections.admit(&p.subject, s.clone()) {
-        tracing::info!(subject = %p.subject, sid = %evicted.id, "too many sockets for one user; closing the oldest");
-        let _ = evicted.disconnect();
-    }
+    super::peers::admit(&app, &p.subject, &s).await;
 
     if let Some(driver) = p.driver_id() {
         app.metrics.connections_drivers.fetch_add(1, Relaxed);
-        if app.stream.presence.connected(driver) {
-            announce_presence(&app, driver.clone(), true);
-        }
+        app.presence.opened(driver.clone()).await;
         tracing::debug!(sid = %s.id, driver = %driver, "driver connected");
     } else {
         app.metrics.connections_watchers.fetch_add(1, Relaxed);
@@ -156,56 +151,15 @@ async fn on_disconnect(s: SocketRef, reason: DisconnectReason, State(app): State
     if !session.mark_left() {
         return;
     }
-    app.connections.remove(&session.principal.subject, s.id);
+    super::peers::left(&app, &session.principal.subject, &s).await;
     if let Some(driver) = session.principal.driver_id() {
         app.metrics.connections_drivers.fetch_sub(1, Relaxed);
-        if let Some(generation) = app.stream.presence.disconnected(driver) {
-            offline_after_grace(&app, driver.clone(), generation);
-        }
+        app.presence.closed(driver.clone()).await;
     } else {
         app.metrics.connections_watchers.fetch_sub(1, Relaxed);
         let _ = app.stream.fanout.try_send(Command::Leave(s.id));
     }
     tracing::debug!(sid = %s.id, ?reason, "socket disconnected");
-}
-
-/// Announces `driver` offline once the grace period has passed, unless it
-/// reconnected meanwhile.
-fn offline_after_grace(app: &SharedState, driver: wecare_proto::DriverId, generation: u64) {
-    let app = Arc::clone(app);
-    let grace = app.config.presence_grace;
-    app.stream.tracker.clone().spawn(async move {
-        tokio::select! {
-            () = tokio::time::sleep(grace) => {}
-            () = app.stream.stop.cancelled() => return,
-        }
-        if app.stream.presence.grace_over(&driver, generation) {
-            announce_presence(&app, driver, false);
-        }
-    });
-}
-
-/// After a restart, drivers the stream last showed online get the usual
-/// grace period to reconnect; those that do not are announced offline, so
-/// no watcher keeps a driver online forever.
-pub(crate) fn restore_presence(app: &SharedState, online: Vec<wecare_proto::DriverId>) {
-    for driver in online {
-        let generation = app.stream.presence.restored(&driver);
-        offline_after_grace(app, driver, generation);
-    }
-}
-
-/// Puts a `driver:presence` event through the stream (it gets a `seq` like
-/// every watcher event).
-fn announce_presence(app: &SharedState, driver: wecare_proto::DriverId, online: bool) {
-    let app = Arc::clone(app);
-    let tracker = app.stream.tracker.clone();
-    tracker.spawn(async move {
-        let ev = crate::domain::event::NewEvent::presence(driver, online, now_ms());
-        if app.ingest.presence(ev).await.is_err() {
-            tracing::warn!(online, "presence event not stored");
-        }
-    });
 }
 
 /// The session, unless its token has expired (then the socket is closed).

@@ -2,6 +2,7 @@
 //! the data folder, a writer thread that owns the write connection (and the
 //! in-memory latest state that must move in step with its commits), and a
 //! reader thread with its own connection so long replays never delay acks.
+//! One node per data folder: the presence guard reads this node's sockets.
 
 use std::collections::HashSet;
 use std::path::Path;
@@ -9,32 +10,44 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use rusqlite::{Connection, OptionalExtension, params};
-use wecare_proto::{DriverId, DriverStatus, Seq};
+use wecare_proto::{DriverId, Seq};
 
+use super::row::{self, DamageCounter, DriverRow};
 use super::{Appended, BoxFuture, EventLog, Page, Snapshot, StorageError};
-use crate::clock::Millis;
-use crate::domain::event::{EventKind, NewEvent, SharedEvent, StreamEvent};
-use crate::domain::fleet::{DriverState, Fleet, Position};
+use crate::clock::{Millis, now_ms};
+use crate::cluster::sockets::LocalSockets;
+use crate::domain::event::{EventKind, NewEvent, SharedEvent};
+use crate::domain::fleet::Fleet;
 
 mod worker;
 use worker::Worker;
 
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 const FILE_NAME: &str = "wecare-rt.sqlite3";
 /// Rows deleted per retention statement, so pruning never holds the writer long.
 const PRUNE_CHUNK: i64 = 5_000;
+
+impl From<rusqlite::Error> for StorageError {
+    fn from(e: rusqlite::Error) -> Self {
+        Self::Database(Box::new(e))
+    }
+}
 
 struct Writer {
     conn: Connection,
     fleet: Fleet,
     head: u64,
+    sockets: Arc<LocalSockets>,
 }
 
 /// The embedded event log. See the module docs.
 pub(crate) struct SqliteLog {
     stream_id: String,
     head: Arc<AtomicU64>,
+    /// The highest `seq` retention removed (0: none).
+    pruned_through: Arc<AtomicU64>,
     writable: Arc<AtomicBool>,
+    damage: Arc<DamageCounter>,
     writer: Worker<Writer>,
     reader: Worker<Connection>,
 }
@@ -60,11 +73,12 @@ fn open_connection(path: &Path) -> Result<Connection, StorageError> {
 
 impl SqliteLog {
     /// Opens (or creates) the store in `dir`, migrating it to this version.
+    /// `sockets` is this node's socket registry (the presence guard).
     ///
     /// # Errors
     /// The folder cannot be created, the file cannot be opened, or it holds
     /// data of an unknown schema version.
-    pub(crate) fn open(dir: &Path) -> Result<Self, StorageError> {
+    pub(crate) fn open(dir: &Path, sockets: Arc<LocalSockets>) -> Result<Self, StorageError> {
         std::fs::create_dir_all(dir).map_err(|source| StorageError::Io { path: dir.display().to_string(), source })?;
         let path = dir.join(FILE_NAME);
         let mut conn = open_connection(&path)?;
@@ -85,14 +99,23 @@ impl SqliteLog {
             "INSERT OR IGNORE INTO meta (key, value) VALUES ('stream_id', ?1), ('head', '0')",
             [new_stream_id()],
         )?;
+        // v3: where retention stopped; a store from before knows it from its oldest row.
+        tx.execute(
+            "INSERT OR IGNORE INTO meta (key, value) SELECT 'pruned_through',
+                 CAST(COALESCE(MIN(seq) - 1, (SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'head')) AS TEXT)
+             FROM events",
+            [],
+        )?;
         tx.commit()?;
         let stream_id: String = conn.query_row("SELECT value FROM meta WHERE key = 'stream_id'", [], |r| r.get(0))?;
         let head = read_head(&conn)?;
-        let fleet = load_fleet(&conn)?;
+        let pruned_through = read_meta_u64(&conn, "pruned_through")?.unwrap_or(0);
+        let damage = Arc::new(DamageCounter::default());
+        let fleet = load_fleet(&conn, &damage)?;
         tracing::info!(path = %path.display(), %stream_id, head, drivers = fleet.iter().count(), "store opened");
 
         let reader = Worker::spawn("wecare-sqlite-read", open_connection(&path)?, |_| {})?;
-        let writer = Worker::spawn("wecare-sqlite-write", Writer { conn, fleet, head }, |w| {
+        let writer = Worker::spawn("wecare-sqlite-write", Writer { conn, fleet, head, sockets }, |w| {
             // Leave a small, self-contained file behind on a clean stop.
             if let Err(e) = w.conn.pragma_update(None, "wal_checkpoint", "TRUNCATE") {
                 tracing::warn!(error = %e, "checkpoint at close failed");
@@ -101,55 +124,56 @@ impl SqliteLog {
         Ok(Self {
             stream_id,
             head: Arc::new(AtomicU64::new(head)),
+            pruned_through: Arc::new(AtomicU64::new(pruned_through)),
             writable: Arc::new(AtomicBool::new(true)),
+            damage,
             writer,
             reader,
         })
     }
 }
 
-fn new_stream_id() -> String {
+/// A random stream id: 16 bytes as hex.
+pub(crate) fn new_stream_id() -> String {
     let mut bytes = [0u8; 16];
     getrandom::fill(&mut bytes).expect("the OS random source is available");
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn read_head(conn: &Connection) -> Result<u64, StorageError> {
-    let head: String = conn.query_row("SELECT value FROM meta WHERE key = 'head'", [], |r| r.get(0))?;
-    head.parse().map_err(|_| StorageError::Corrupt(format!("head {head:?}")))
+    read_meta_u64(conn, "head")?.ok_or_else(|| StorageError::Corrupt("no head".into()))
 }
 
-fn load_fleet(conn: &Connection) -> Result<Fleet, StorageError> {
+fn read_meta_u64(conn: &Connection, key: &str) -> Result<Option<u64>, StorageError> {
+    let v: Option<String> = conn.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0)).optional()?;
+    v.map(|v| v.parse().map_err(|_| StorageError::Corrupt(format!("{key} {v:?}")))).transpose()
+}
+
+fn load_fleet(conn: &Connection, damage: &DamageCounter) -> Result<Fleet, StorageError> {
     let mut fleet = Fleet::default();
     let mut stmt = conn.prepare(
         "SELECT driver_id, lat, lng, recorded_at, effective_at, status, email, last_seen, online FROM drivers",
     )?;
     let rows = stmt.query_map([], |r| {
-        let lat: Option<f64> = r.get(1)?;
-        let lng: Option<f64> = r.get(2)?;
-        let recorded_at: Option<i64> = r.get(3)?;
-        let effective_at: Option<i64> = r.get(4)?;
-        let position = match (lat, lng, recorded_at, effective_at) {
-            (Some(lat), Some(lng), Some(recorded_at), Some(effective_at)) => {
-                Some(Position { lat, lng, recorded_at, effective_at })
-            }
-            _ => None,
-        };
-        let status: String = r.get(5)?;
-        Ok((
-            DriverId::new(r.get::<_, String>(0)?),
-            DriverState {
-                position,
-                status: status.parse().unwrap_or(DriverStatus::Available),
-                email: r.get(6)?,
-                last_seen: r.get(7)?,
-                online: r.get(8)?,
-            },
-        ))
+        Ok(DriverRow {
+            driver_id: r.get(0)?,
+            lat: r.get(1)?,
+            lng: r.get(2)?,
+            recorded_at: r.get(3)?,
+            effective_at: r.get(4)?,
+            status: r.get(5)?,
+            email: r.get(6)?,
+            last_seen: r.get(7)?,
+            online: r.get(8)?,
+        })
     })?;
     for row in rows {
-        let (id, state) = row?;
-        fleet.insert(id, state);
+        let row = row?;
+        let driver = row.driver_id.clone();
+        match row.into_state() {
+            Ok((id, state)) => fleet.insert(id, state),
+            Err(d) => damage.driver(&driver, &d),
+        }
     }
     Ok(fleet)
 }
@@ -159,6 +183,7 @@ fn append_batch(w: &mut Writer, batch: &[NewEvent]) -> Result<(Vec<Appended>, u6
     let mut head = w.head;
     let mut out = Vec::with_capacity(batch.len());
     let mut touched: HashSet<&DriverId> = HashSet::new();
+    let now = now_ms();
     {
         let mut find = tx.prepare_cached("SELECT seq FROM events WHERE driver_id = ?1 AND msg_id = ?2")?;
         let mut insert = tx.prepare_cached(
@@ -174,8 +199,17 @@ fn append_batch(w: &mut Writer, batch: &[NewEvent]) -> Result<(Vec<Appended>, u6
                     continue;
                 }
             }
+            if let Some(grace) = ev.offline_guard()
+                && w.sockets.connected_within(&ev.driver, grace, now)
+            {
+                out.push(Appended::Unchanged);
+                continue;
+            }
+            let Some(stored) = w.fleet.apply(ev, Seq(head + 1)) else {
+                out.push(Appended::Unchanged);
+                continue;
+            };
             head += 1;
-            let stored = w.fleet.apply(ev, Seq(head));
             insert.execute(params![
                 head as i64,
                 stored.kind as i64,
@@ -198,17 +232,17 @@ fn append_batch(w: &mut Writer, batch: &[NewEvent]) -> Result<(Vec<Appended>, u6
             let Some(s) = w.fleet.get(driver) else {
                 continue;
             };
-            let p = s.position;
+            let r = DriverRow::from_state(driver, s);
             upsert.execute(params![
-                driver.as_str(),
-                p.map(|p| p.lat),
-                p.map(|p| p.lng),
-                p.map(|p| p.recorded_at),
-                p.map(|p| p.effective_at),
-                s.status.as_str(),
-                s.email,
-                s.last_seen,
-                s.online,
+                r.driver_id,
+                r.lat,
+                r.lng,
+                r.recorded_at,
+                r.effective_at,
+                r.status,
+                r.email,
+                r.last_seen,
+                r.online
             ])?;
         }
         if head != w.head {
@@ -219,11 +253,31 @@ fn append_batch(w: &mut Writer, batch: &[NewEvent]) -> Result<(Vec<Appended>, u6
     Ok((out, head))
 }
 
-fn row_to_event(r: &rusqlite::Row<'_>) -> rusqlite::Result<StreamEvent> {
+type EventRow = (i64, Result<crate::domain::event::StreamEvent, row::Damage>);
+
+fn read_event(r: &rusqlite::Row<'_>) -> rusqlite::Result<EventRow> {
     let seq: i64 = r.get(0)?;
-    let kind: i64 = r.get(1)?;
-    let kind = EventKind::from_code(kind).unwrap_or(EventKind::Location);
-    Ok(StreamEvent::from_json(Seq(seq as u64), kind, r.get(2)?, r.get(3)?))
+    Ok((seq, row::event(seq, r.get(1)?, r.get(2)?, r.get(3)?)))
+}
+
+impl SqliteLog {
+    /// Runs an event query on the reader thread; damaged rows are reported
+    /// and skipped.
+    async fn read_events(
+        &self,
+        sql: &'static str,
+        args: impl rusqlite::Params + Send + 'static,
+    ) -> Result<Vec<SharedEvent>, StorageError> {
+        let rows = self
+            .reader
+            .call(move |conn| -> Result<Vec<EventRow>, StorageError> {
+                let mut stmt = conn.prepare_cached(sql)?;
+                let rows = stmt.query_map(args, read_event)?;
+                rows.map(|r| r.map_err(StorageError::from)).collect()
+            })
+            .await??;
+        Ok(self.damage.keep_good(rows).into_iter().map(Arc::new).collect())
+    }
 }
 
 impl EventLog for SqliteLog {
@@ -242,6 +296,7 @@ impl EventLog for SqliteLog {
     fn append(&self, batch: Vec<NewEvent>) -> BoxFuture<'_, Result<Vec<Appended>, StorageError>> {
         let head = Arc::clone(&self.head);
         let writable = Arc::clone(&self.writable);
+        let damage = Arc::clone(&self.damage);
         Box::pin(async move {
             self.writer
                 .call(move |w| match append_batch(w, &batch) {
@@ -254,7 +309,7 @@ impl EventLog for SqliteLog {
                     Err(e) => {
                         writable.store(false, Ordering::Relaxed);
                         // The in-memory state moved with the failed transaction: rebuild it.
-                        match load_fleet(&w.conn) {
+                        match load_fleet(&w.conn, &damage) {
                             Ok(fleet) => w.fleet = fleet,
                             Err(e) => tracing::error!(error = %e, "reloading latest state failed"),
                         }
@@ -267,24 +322,19 @@ impl EventLog for SqliteLog {
 
     fn read_after(&self, after: Seq, limit: usize) -> BoxFuture<'_, Result<Page, StorageError>> {
         let head = self.head();
+        // Read before the events: a prune that runs meanwhile can only make
+        // the page look complete when it was, never hide a gap it made.
         Box::pin(async move {
             let events = self
-                .reader
-                .call(move |conn| -> Result<Vec<SharedEvent>, StorageError> {
-                    let mut stmt = conn.prepare_cached(
-                        "SELECT seq, kind, recorded_at, body FROM events
-                         WHERE seq > ?1 ORDER BY seq LIMIT ?2",
-                    )?;
-                    let rows = stmt.query_map(params![after.0 as i64, limit as i64], row_to_event)?;
-                    rows.map(|r| r.map(Arc::new).map_err(StorageError::from)).collect()
-                })
-                .await??;
-            // seq has no holes, so a jump past `after + 1` means retention dropped events.
-            let gap = match events.first() {
-                Some(first) => first.seq > after.next(),
-                None => head > after,
-            };
+                .read_events(
+                    "SELECT seq, kind, recorded_at, body FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+                    (after.0 as i64, limit as i64),
+                )
+                .await?;
             let head = events.last().map_or(head, |e| e.seq.max(head));
+            // Retention removes a prefix of the stream; a damaged row that
+            // was skipped is reported, not a gap.
+            let gap = self.pruned_through.load(Ordering::Acquire) > after.0;
             Ok(Page { events, head, gap })
         })
     }
@@ -307,36 +357,43 @@ impl EventLog for SqliteLog {
         to: Millis,
         limit: usize,
     ) -> BoxFuture<'_, Result<Vec<SharedEvent>, StorageError>> {
-        Box::pin(async move {
-            self.reader
-                .call(move |conn| -> Result<Vec<SharedEvent>, StorageError> {
-                    let mut stmt = conn.prepare_cached(
-                        "SELECT seq, kind, recorded_at, body FROM events
-                         WHERE driver_id = ?1 AND kind = ?2 AND recorded_at BETWEEN ?3 AND ?4
-                         ORDER BY recorded_at, seq LIMIT ?5",
-                    )?;
-                    let rows = stmt.query_map(
-                        params![driver.as_str(), EventKind::Location as i64, from, to, limit as i64],
-                        row_to_event,
-                    )?;
-                    rows.map(|r| r.map(Arc::new).map_err(StorageError::from)).collect()
-                })
-                .await?
-        })
+        Box::pin(self.read_events(
+            "SELECT seq, kind, recorded_at, body FROM events
+             WHERE driver_id = ?1 AND kind = ?2 AND recorded_at BETWEEN ?3 AND ?4
+             ORDER BY recorded_at, seq LIMIT ?5",
+            (driver.as_str().to_string(), EventKind::Location as i64, from, to, limit as i64),
+        ))
     }
 
     fn prune(&self, before: Millis) -> BoxFuture<'_, Result<u64, StorageError>> {
         Box::pin(async move {
             let mut total = 0u64;
             loop {
+                let pruned = Arc::clone(&self.pruned_through);
                 let n = self
                     .writer
                     .call(move |w| {
-                        w.conn.execute(
+                        let n = w.conn.execute(
                             "DELETE FROM events WHERE seq IN
                              (SELECT seq FROM events WHERE received_at < ?1 ORDER BY received_at LIMIT ?2)",
                             params![before, PRUNE_CHUNK],
-                        )
+                        )?;
+                        if n > 0 {
+                            // Everything below the oldest kept row is gone:
+                            // a reader after a position below it has a gap.
+                            let through: i64 = w.conn.query_row(
+                                "SELECT COALESCE(MIN(seq) - 1, ?1) FROM events",
+                                [w.head as i64],
+                                |r| r.get(0),
+                            )?;
+                            w.conn.execute(
+                                "INSERT INTO meta (key, value) VALUES ('pruned_through', ?1)
+                                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                                [through.to_string()],
+                            )?;
+                            pruned.fetch_max(through.max(0) as u64, Ordering::AcqRel);
+                        }
+                        Ok::<_, StorageError>(n)
                     })
                     .await??;
                 total += n as u64;
@@ -346,18 +403,53 @@ impl EventLog for SqliteLog {
             }
         })
     }
+
+    fn cursor(&self, name: &'static str) -> BoxFuture<'_, Result<Option<Seq>, StorageError>> {
+        Box::pin(async move {
+            let v = self
+                .reader
+                .call(move |conn| {
+                    conn.query_row("SELECT seq FROM cursors WHERE name = ?1", [name], |r| r.get::<_, i64>(0)).optional()
+                })
+                .await??;
+            Ok(v.map(|s| Seq(s.max(0) as u64)))
+        })
+    }
+
+    fn set_cursor(&self, name: &'static str, seq: Seq) -> BoxFuture<'_, Result<(), StorageError>> {
+        Box::pin(async move {
+            self.writer
+                .call(move |w| {
+                    w.conn.execute(
+                        "INSERT INTO cursors (name, seq) VALUES (?1, ?2)
+                         ON CONFLICT (name) DO UPDATE SET seq = excluded.seq",
+                        params![name, seq.0 as i64],
+                    )
+                })
+                .await??;
+            Ok(())
+        })
+    }
+
+    fn damaged_rows(&self) -> u64 {
+        self.damage.get()
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use wecare_proto::DriverStatus;
 
     #[tokio::test]
     async fn sqlite_log_passes_the_conformance_suite() {
-        crate::storage::testing::run_all(|dir| {
-            let dir = dir.to_path_buf();
-            async move { SqliteLog::open(&dir).expect("opens") }
-        })
+        crate::storage::testing::run_all(
+            |dir| {
+                let dir = dir.to_path_buf();
+                async move { SqliteLog::open(&dir, Arc::default()).expect("opens") }
+            },
+            crate::storage::testing::Writers::OneLog,
+        )
         .await;
     }
 
@@ -377,7 +469,7 @@ mod tests {
             speed: None,
         };
         {
-            let log = SqliteLog::open(dir.path()).unwrap();
+            let log = SqliteLog::open(dir.path(), Arc::default()).unwrap();
             log.append(vec![NewEvent::location(
                 crate::domain::event::Sender { driver: DriverId::new("d"), email: Some("d@x".into()), name: None },
                 fix,
@@ -386,7 +478,7 @@ mod tests {
             .await
             .unwrap();
         }
-        let log = SqliteLog::open(dir.path()).unwrap();
+        let log = SqliteLog::open(dir.path(), Arc::default()).unwrap();
         let snap = log.snapshot().await.unwrap();
         let (_, s) = &snap.drivers[0];
         assert_eq!((s.position.unwrap().lat, s.status, s.email.as_deref()), (1.5, DriverStatus::OnTrip, Some("d@x")));

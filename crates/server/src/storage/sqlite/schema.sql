@@ -1,4 +1,4 @@
--- WeCare Realtime embedded store, schema version 2 (see mod.rs for migrations).
+-- WeCare Realtime embedded store, schema version 3 (see mod.rs for migrations).
 -- meta: stream_id (random, fixed at creation) and head (last seq given out;
 -- kept here rather than derived from MAX(seq) so that it never goes back
 -- after retention pruned the newest rows).
@@ -34,4 +34,10 @@ CREATE TABLE IF NOT EXISTS drivers (
     email        TEXT,
     last_seen    INTEGER NOT NULL,
     online       INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+
+-- Named readers' positions in the stream (the forwarder's), kept across restarts.
+CREATE TABLE IF NOT EXISTS cursors (
+    name TEXT PRIMARY KEY,
+    seq  INTEGER NOT NULL
 ) WITHOUT ROWID;

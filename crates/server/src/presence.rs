@@ -1,0 +1,156 @@
+//! Presence (contract §4, §11): a driver is online while it has a socket on
+//! any node, and goes offline once its last socket anywhere has been gone
+//! for `PRESENCE_GRACE_MS` — a phone that drops for a moment, or moves to
+//! another node, does not flap.
+//!
+//! This node records its drivers' sockets with the cluster (in order, on
+//! one task) and then asks the stream for `online` — which the store drops
+//! when the stream already says so. When a socket closes it asks, after the
+//! grace period, for `offline` with a guard the store checks inside its
+//! commit: no socket on any live node, none closed within the grace. A
+//! sweep on every node does the same for drivers no node is timing: those
+//! of a node that died (its lease ran out) and those online when the whole
+//! service restarted.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use wecare_proto::DriverId;
+
+use crate::clock::{Millis, now_ms};
+use crate::cluster::Cluster;
+use crate::domain::event::NewEvent;
+use crate::storage::EventLog;
+use crate::stream::sequencer::Sequencer;
+
+/// What happened to a driver's socket on this node.
+#[derive(Debug)]
+enum Change {
+    Opened(DriverId),
+    Closed(DriverId),
+}
+
+/// Handle: report a driver's sockets opening and closing.
+#[derive(Debug, Clone)]
+pub(crate) struct Presence {
+    tx: mpsc::Sender<Change>,
+}
+
+/// What the presence tasks use.
+#[derive(Debug, Clone)]
+pub(crate) struct PresenceDeps {
+    pub(crate) cluster: Arc<dyn Cluster>,
+    pub(crate) log: Arc<dyn EventLog>,
+    pub(crate) sequencer: Sequencer,
+    pub(crate) grace: Duration,
+    pub(crate) tracker: TaskTracker,
+    pub(crate) stop: CancellationToken,
+}
+
+impl PresenceDeps {
+    fn grace_ms(&self) -> Millis {
+        i64::try_from(self.grace.as_millis()).unwrap_or(i64::MAX)
+    }
+}
+
+impl Presence {
+    /// Starts the presence task and the sweep, until `deps.stop`.
+    pub(crate) fn spawn(deps: PresenceDeps) -> Self {
+        let (tx, rx) = mpsc::channel(4096);
+        let tracker = deps.tracker.clone();
+        tracker.spawn(record(deps.clone(), rx));
+        tracker.spawn(sweep(deps));
+        Self { tx }
+    }
+
+    pub(crate) async fn opened(&self, driver: DriverId) {
+        let _ = self.tx.send(Change::Opened(driver)).await;
+    }
+
+    pub(crate) async fn closed(&self, driver: DriverId) {
+        let _ = self.tx.send(Change::Closed(driver)).await;
+    }
+}
+
+/// Records socket changes in order (an open and its close must not swap),
+/// then asks the stream for the presence event.
+async fn record(deps: PresenceDeps, mut rx: mpsc::Receiver<Change>) {
+    loop {
+        let change = tokio::select! {
+            c = rx.recv() => match c { Some(c) => c, None => return },
+            () = deps.stop.cancelled() => return,
+        };
+        match change {
+            Change::Opened(driver) => {
+                if let Err(e) = deps.cluster.driver_socket_opened(&driver).await {
+                    tracing::warn!(error = %e, %driver, "socket not recorded; presence may lag");
+                }
+                submit(&deps, NewEvent::online(driver, now_ms())).await;
+            }
+            Change::Closed(driver) => {
+                if let Err(e) = deps.cluster.driver_socket_closed(&driver).await {
+                    tracing::warn!(error = %e, %driver, "socket close not recorded; presence may lag");
+                }
+                let deps = deps.clone();
+                deps.tracker.clone().spawn(async move {
+                    tokio::select! {
+                        () = tokio::time::sleep(deps.grace) => {}
+                        () = deps.stop.cancelled() => return,
+                    }
+                    submit(&deps, NewEvent::offline(driver, deps.grace_ms(), now_ms())).await;
+                });
+            }
+        }
+    }
+}
+
+async fn submit(deps: &PresenceDeps, ev: NewEvent) {
+    if deps.sequencer.submit(vec![ev]).await.is_err() {
+        // The sweep tries again for offline; online follows the next fix's socket.
+        tracing::warn!("presence event not stored");
+    }
+}
+
+/// Announces offline the online drivers no node holds a socket of (see the
+/// module docs). Drivers online when this node started get the grace
+/// period first, as if their sockets had just closed.
+async fn sweep(deps: PresenceDeps) {
+    let every = (deps.grace / 4).clamp(Duration::from_millis(100), Duration::from_secs(5));
+    let mut restored = false;
+    let mut first = true;
+    loop {
+        if !first {
+            tokio::select! {
+                () = tokio::time::sleep(every) => {}
+                () = deps.stop.cancelled() => return,
+            }
+        }
+        first = false;
+        let online: Vec<DriverId> = match deps.log.snapshot().await {
+            Ok(s) => s.drivers.into_iter().filter(|(_, s)| s.online).map(|(d, _)| d).collect(),
+            Err(e) => {
+                tracing::debug!(error = %e, "presence sweep: no snapshot");
+                continue;
+            }
+        };
+        if !restored {
+            match deps.cluster.restored(online).await {
+                Ok(()) => restored = true,
+                Err(e) => tracing::warn!(error = %e, "drivers online at start not recorded"),
+            }
+            continue;
+        }
+        match deps.cluster.gone_drivers(online, deps.grace_ms()).await {
+            Ok(gone) => {
+                for driver in gone {
+                    tracing::debug!(%driver, "no socket anywhere for the grace period");
+                    submit(&deps, NewEvent::offline(driver, deps.grace_ms(), now_ms())).await;
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "presence sweep failed"),
+        }
+    }
+}

@@ -1,0 +1,586 @@
+//! [`PgLog`]: the [`EventLog`] of a cluster — any number of nodes on one
+//! PostgreSQL database (contract §11).
+//!
+//! Order is decided in the database, once: every group commit is one
+//! transaction that first locks the stream's one row (`SELECT … FOR
+//! UPDATE`), so the next writer — on this node or another — waits for the
+//! commit; `seq` is the head plus one per stored event, the head is written
+//! back, and commits become visible in `seq` order with no holes. Dedup is
+//! the unique `(driver_id, msg_id)` index, for the whole retention. The
+//! domain's marker rule runs on the driver rows read under that lock, and
+//! `NOTIFY wecare_stream` (sent on commit) wakes the other nodes' tailers.
+//!
+//! A node learns of commits by reading, never by being told what they
+//! were: the tailer reads `seq > last` after a wake-up, so its own commits
+//! and other nodes' are delivered by one rule.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+
+use futures_util::future::try_join;
+use tokio_postgres::{Client, Config, Statement};
+use wecare_proto::{DriverId, Seq};
+
+use super::row::{self, DamageCounter, DriverRow};
+use super::{Appended, BoxFuture, EventLog, Page, Snapshot, StorageError};
+use crate::clock::Millis;
+use crate::domain::event::{EventKind, NewEvent, SharedEvent, StreamEvent};
+use crate::domain::fleet::Fleet;
+
+pub(crate) mod cluster;
+mod conn;
+mod listen;
+
+pub(crate) use conn::parse_url;
+use conn::{DB_NOW, Prepared, Slot, connect};
+
+const SCHEMA_VERSION: i32 = 1;
+/// Rows deleted per retention statement.
+const PRUNE_CHUNK: i64 = 5_000;
+/// Reader connections: replays, pages and snapshots share them (queries
+/// are pipelined on each).
+const READERS: usize = 2;
+/// How long one group commit may take before it is answered UNAVAILABLE
+/// (a database that stopped answering must not hold acks forever).
+const COMMIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+const DRIVER_COLUMNS: &str = "driver_id, lat, lng, recorded_at, effective_at, status, email, last_seen, online";
+
+/// The writer connection and its statements (one group commit at a time).
+struct Writer {
+    client: Client,
+    lock_head: Statement,
+    find_dups: Statement,
+    load_drivers: Statement,
+    connected: Statement,
+    insert_events: Statement,
+    upsert_drivers: Statement,
+    set_head: Statement,
+}
+
+impl Prepared for Writer {
+    async fn prepare(client: Client) -> Result<Self, StorageError> {
+        let lock_head = client.prepare("SELECT head FROM stream WHERE id = 1 FOR UPDATE").await?;
+        let find_dups = client
+            .prepare(
+                "SELECT e.driver_id, e.msg_id, e.seq FROM events e
+                 JOIN unnest($1::text[], $2::text[]) AS k(d, m) ON e.driver_id = k.d AND e.msg_id = k.m",
+            )
+            .await?;
+        let load_drivers =
+            client.prepare(&format!("SELECT {DRIVER_COLUMNS} FROM drivers WHERE driver_id = ANY($1)")).await?;
+        let connected = client
+            .prepare(&format!(
+                "SELECT DISTINCT s.driver_id FROM driver_sockets s JOIN nodes n ON n.node_id = s.node_id
+                 WHERE s.driver_id = ANY($1)
+                   AND ((s.sockets > 0 AND n.lease_until + $2 > {DB_NOW}) OR s.closed_at + $2 > {DB_NOW})"
+            ))
+            .await?;
+        let insert_events = client
+            .prepare(
+                "INSERT INTO events (seq, kind, driver_id, msg_id, recorded_at, received_at, body)
+                 SELECT * FROM unnest($1::bigint[], $2::smallint[], $3::text[], $4::text[], $5::bigint[],
+                                      $6::bigint[], $7::text[])",
+            )
+            .await?;
+        let upsert_drivers = client
+            .prepare(&format!(
+                "INSERT INTO drivers ({DRIVER_COLUMNS})
+                 SELECT * FROM unnest($1::text[], $2::float8[], $3::float8[], $4::bigint[], $5::bigint[],
+                                      $6::text[], $7::text[], $8::bigint[], $9::bool[])
+                 ON CONFLICT (driver_id) DO UPDATE SET lat = excluded.lat, lng = excluded.lng,
+                     recorded_at = excluded.recorded_at, effective_at = excluded.effective_at,
+                     status = excluded.status, email = excluded.email, last_seen = excluded.last_seen,
+                     online = excluded.online"
+            ))
+            .await?;
+        let set_head = client.prepare("UPDATE stream SET head = $1 WHERE id = 1").await?;
+        Ok(Self { client, lock_head, find_dups, load_drivers, connected, insert_events, upsert_drivers, set_head })
+    }
+
+    fn client(&self) -> &Client {
+        &self.client
+    }
+}
+
+/// A reader connection and its statements.
+struct Reader {
+    client: Client,
+    head: Statement,
+    read_after: Statement,
+    track: Statement,
+    snapshot: Statement,
+}
+
+impl Prepared for Reader {
+    async fn prepare(client: Client) -> Result<Self, StorageError> {
+        let head = client.prepare("SELECT head, pruned_through FROM stream WHERE id = 1").await?;
+        let read_after = client
+            .prepare("SELECT seq, kind, recorded_at, body FROM events WHERE seq > $1 ORDER BY seq LIMIT $2")
+            .await?;
+        let track = client
+            .prepare(
+                "SELECT seq, kind, recorded_at, body FROM events
+                 WHERE driver_id = $1 AND kind = $2 AND recorded_at BETWEEN $3 AND $4
+                 ORDER BY recorded_at, seq LIMIT $5",
+            )
+            .await?;
+        // One statement, one snapshot: the head and the drivers agree.
+        let snapshot = client
+            .prepare(
+                "SELECT s.head, d.driver_id, d.lat, d.lng, d.recorded_at, d.effective_at, d.status, d.email,
+                        d.last_seen, d.online
+                 FROM stream s LEFT JOIN drivers d ON TRUE WHERE s.id = 1",
+            )
+            .await?;
+        Ok(Self { client, head, read_after, track, snapshot })
+    }
+
+    fn client(&self) -> &Client {
+        &self.client
+    }
+}
+
+/// The PostgreSQL event log. See the module docs.
+pub(crate) struct PgLog {
+    stream_id: String,
+    head: Arc<AtomicU64>,
+    writable: Arc<AtomicBool>,
+    damage: DamageCounter,
+    writer: Slot<Writer>,
+    readers: Vec<Slot<Reader>>,
+    next_reader: AtomicUsize,
+    plain: Slot<conn::Plain>,
+}
+
+impl std::fmt::Debug for PgLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgLog")
+            .field("stream_id", &self.stream_id)
+            .field("head", &self.head.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+fn new_stream_id() -> String {
+    super::sqlite::new_stream_id()
+}
+
+impl PgLog {
+    /// Connects, creates or migrates the schema (one node at a time, under
+    /// an advisory lock), and reads the stream's id and head.
+    ///
+    /// # Errors
+    /// The database cannot be reached, or holds a newer schema.
+    pub(crate) async fn open(config: &Config) -> Result<Self, StorageError> {
+        let client = connect(config).await?;
+        migrate(&client).await?;
+        let row = client.query_one("SELECT stream_id, head FROM stream WHERE id = 1", &[]).await?;
+        let stream_id: String = row.get(0);
+        let head: i64 = row.get(1);
+        tracing::info!(%stream_id, head, "postgres store opened");
+        Ok(Self {
+            stream_id,
+            head: Arc::new(AtomicU64::new(head.max(0) as u64)),
+            writable: Arc::new(AtomicBool::new(true)),
+            damage: DamageCounter::default(),
+            writer: Slot::new(config.clone()),
+            readers: (0..READERS).map(|_| Slot::new(config.clone())).collect(),
+            next_reader: AtomicUsize::new(0),
+            plain: Slot::new(config.clone()),
+        })
+    }
+
+    async fn reader(&self) -> Result<Arc<Reader>, StorageError> {
+        let i = self.next_reader.fetch_add(1, Ordering::Relaxed) % self.readers.len();
+        self.readers[i].get().await
+    }
+
+    /// The node's view of the head moves forward with what it read or wrote.
+    pub(crate) fn saw_head(&self, seq: Seq) {
+        self.head.fetch_max(seq.0, Ordering::AcqRel);
+    }
+
+    fn events(&self, rows: Vec<tokio_postgres::Row>) -> Vec<SharedEvent> {
+        let decoded = rows.into_iter().map(|r| {
+            let seq: i64 = r.get(0);
+            let kind: i16 = r.get(1);
+            (seq, row::event(seq, i64::from(kind), r.get(2), r.get(3)))
+        });
+        self.damage.keep_good(decoded).into_iter().map(Arc::new).collect()
+    }
+}
+
+async fn migrate(client: &Client) -> Result<(), StorageError> {
+    client.batch_execute("BEGIN; SELECT pg_advisory_xact_lock(87326501);").await?;
+    let result = async {
+        client.batch_execute(include_str!("schema.sql")).await?;
+        let version: Option<i32> =
+            client.query_opt("SELECT schema_version FROM stream WHERE id = 1", &[]).await?.map(|r| r.get(0));
+        match version {
+            Some(v) if v > SCHEMA_VERSION => {
+                return Err(StorageError::Corrupt(format!("schema version {v} is newer than this server")));
+            }
+            Some(_) => {}
+            None => {
+                client
+                    .execute(
+                        "INSERT INTO stream (id, stream_id, head, schema_version) VALUES (1, $1, 0, $2)",
+                        &[&new_stream_id(), &SCHEMA_VERSION],
+                    )
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+    .await;
+    let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
+    client.batch_execute(end).await?;
+    result
+}
+
+/// What one group commit writes, gathered before the writes go out.
+#[derive(Default)]
+struct Writes {
+    seq: Vec<i64>,
+    kind: Vec<i16>,
+    driver: Vec<String>,
+    msg: Vec<String>,
+    recorded_at: Vec<i64>,
+    received_at: Vec<i64>,
+    body: Vec<String>,
+}
+
+async fn append_batch(w: &Writer, batch: &[NewEvent]) -> Result<(Vec<Appended>, u64), StorageError> {
+    let c = &w.client;
+    c.batch_execute("BEGIN").await?;
+    let result = async {
+        let head: i64 = c.query_one(&w.lock_head, &[]).await?.get(0);
+        // Under the stream lock nothing else commits: these reads are current.
+        let keyed: Vec<&NewEvent> = batch.iter().filter(|e| e.dedup).collect();
+        let dup_drivers: Vec<&str> = keyed.iter().map(|e| e.driver.as_str()).collect();
+        let dup_ids: Vec<&str> = keyed.iter().map(|e| e.id.as_str()).collect();
+        let mut touched: Vec<&str> = batch.iter().map(|e| e.driver.as_str()).collect();
+        touched.sort_unstable();
+        touched.dedup();
+        let (dups, drivers) =
+            try_join(c.query(&w.find_dups, &[&dup_drivers, &dup_ids]), c.query(&w.load_drivers, &[&touched])).await?;
+        let mut stored: HashMap<(String, String), i64> =
+            dups.into_iter().map(|r| ((r.get(0), r.get(1)), r.get(2))).collect();
+        let mut fleet = Fleet::default();
+        for r in drivers {
+            let row = driver_row(&r);
+            let id = row.driver_id.clone();
+            // A damaged row is rebuilt from this event on (the old state is unreadable).
+            match row.into_state() {
+                Ok((id, state)) => fleet.insert(id, state),
+                Err(d) => tracing::error!(driver = id, damage = %d, "damaged latest-state row replaced"),
+            }
+        }
+        let guarded: Vec<&str> =
+            batch.iter().filter(|e| e.offline_guard().is_some()).map(|e| e.driver.as_str()).collect();
+        let connected: HashSet<String> = if guarded.is_empty() {
+            HashSet::new()
+        } else {
+            let grace = batch.iter().filter_map(NewEvent::offline_guard).max().unwrap_or(0);
+            c.query(&w.connected, &[&guarded, &grace]).await?.into_iter().map(|r| r.get(0)).collect()
+        };
+
+        let mut seq = head;
+        let mut out = Vec::with_capacity(batch.len());
+        let mut writes = Writes::default();
+        let mut changed: HashSet<&DriverId> = HashSet::new();
+        for ev in batch {
+            let key = (ev.driver.as_str().to_string(), ev.id.as_str().to_string());
+            if ev.dedup
+                && let Some(s) = stored.get(&key)
+            {
+                out.push(Appended::Duplicate(Seq(*s as u64)));
+                continue;
+            }
+            if ev.offline_guard().is_some() && connected.contains(ev.driver.as_str()) {
+                out.push(Appended::Unchanged);
+                continue;
+            }
+            let Some(event) = fleet.apply(ev, Seq(seq as u64 + 1)) else {
+                out.push(Appended::Unchanged);
+                continue;
+            };
+            seq += 1;
+            if ev.dedup {
+                stored.insert(key, seq);
+            }
+            writes.push(ev, &event);
+            changed.insert(&ev.driver);
+            out.push(Appended::Stored(Arc::new(event)));
+        }
+        if seq != head {
+            let rows: Vec<DriverRow> =
+                changed.iter().filter_map(|d| fleet.get(d).map(|s| DriverRow::from_state(d, s))).collect();
+            let d = DriverColumns::from(rows);
+            let w_ = &writes;
+            let event_params: [&(dyn tokio_postgres::types::ToSql + Sync); 7] =
+                [&w_.seq, &w_.kind, &w_.driver, &w_.msg, &w_.recorded_at, &w_.received_at, &w_.body];
+            let driver_params: [&(dyn tokio_postgres::types::ToSql + Sync); 9] =
+                [&d.id, &d.lat, &d.lng, &d.recorded_at, &d.effective_at, &d.status, &d.email, &d.last_seen, &d.online];
+            let head_text = seq.to_string();
+            let insert = c.execute(&w.insert_events, &event_params);
+            let upsert = c.execute(&w.upsert_drivers, &driver_params);
+            let head_params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&seq];
+            let notify_params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&head_text];
+            let set_head = c.execute(&w.set_head, &head_params);
+            // The payload is a hint only: a woken tailer reads the stream.
+            let notify = c.execute("SELECT pg_notify('wecare_stream', $1)", &notify_params);
+            futures_util::future::try_join4(insert, upsert, set_head, notify).await?;
+        }
+        Ok::<_, StorageError>((out, seq.max(0) as u64))
+    }
+    .await;
+    match result {
+        Ok(done) => {
+            c.batch_execute("COMMIT").await?;
+            Ok(done)
+        }
+        Err(e) => {
+            // A broken connection rolls back by itself; a live one is told.
+            let _ = c.batch_execute("ROLLBACK").await;
+            Err(e)
+        }
+    }
+}
+
+impl Writes {
+    fn push(&mut self, ev: &NewEvent, stored: &StreamEvent) {
+        self.seq.push(stored.seq.0 as i64);
+        self.kind.push(stored.kind as i16);
+        self.driver.push(ev.driver.as_str().to_string());
+        self.msg.push(ev.id.as_str().to_string());
+        self.recorded_at.push(stored.recorded_at);
+        self.received_at.push(ev.received);
+        self.body.push(stored.json.get().to_string());
+    }
+}
+
+/// Driver rows as the column arrays `unnest` takes.
+#[derive(Default)]
+struct DriverColumns {
+    id: Vec<String>,
+    lat: Vec<Option<f64>>,
+    lng: Vec<Option<f64>>,
+    recorded_at: Vec<Option<i64>>,
+    effective_at: Vec<Option<i64>>,
+    status: Vec<String>,
+    email: Vec<Option<String>>,
+    last_seen: Vec<i64>,
+    online: Vec<bool>,
+}
+
+impl From<Vec<DriverRow>> for DriverColumns {
+    fn from(rows: Vec<DriverRow>) -> Self {
+        let mut c = Self::default();
+        for r in rows {
+            c.id.push(r.driver_id);
+            c.lat.push(r.lat);
+            c.lng.push(r.lng);
+            c.recorded_at.push(r.recorded_at);
+            c.effective_at.push(r.effective_at);
+            c.status.push(r.status);
+            c.email.push(r.email);
+            c.last_seen.push(r.last_seen);
+            c.online.push(r.online);
+        }
+        c
+    }
+}
+
+/// A `drivers` row starting at column `at` (the snapshot query has the head first).
+fn driver_row_at(r: &tokio_postgres::Row, at: usize) -> DriverRow {
+    DriverRow {
+        driver_id: r.get(at),
+        lat: r.get(at + 1),
+        lng: r.get(at + 2),
+        recorded_at: r.get(at + 3),
+        effective_at: r.get(at + 4),
+        status: r.get(at + 5),
+        email: r.get(at + 6),
+        last_seen: r.get(at + 7),
+        online: r.get(at + 8),
+    }
+}
+
+fn driver_row(r: &tokio_postgres::Row) -> DriverRow {
+    driver_row_at(r, 0)
+}
+
+impl EventLog for PgLog {
+    fn stream_id(&self) -> &str {
+        &self.stream_id
+    }
+
+    fn head(&self) -> Seq {
+        Seq(self.head.load(Ordering::Acquire))
+    }
+
+    fn is_writable(&self) -> bool {
+        self.writable.load(Ordering::Relaxed)
+    }
+
+    fn append(&self, batch: Vec<NewEvent>) -> BoxFuture<'_, Result<Vec<Appended>, StorageError>> {
+        Box::pin(async move {
+            let attempt = async {
+                let w = self.writer.get().await?;
+                append_batch(&w, &batch).await
+            };
+            let result = match tokio::time::timeout(COMMIT_TIMEOUT, attempt).await {
+                Ok(r) => r,
+                Err(_) => Err(StorageError::Database("the commit timed out".into())),
+            };
+            match result {
+                Ok((out, head)) => {
+                    self.saw_head(Seq(head));
+                    self.writable.store(true, Ordering::Relaxed);
+                    Ok(out)
+                }
+                Err(e) => {
+                    self.writable.store(false, Ordering::Relaxed);
+                    Err(e)
+                }
+            }
+        })
+    }
+
+    fn read_after(&self, after: Seq, limit: usize) -> BoxFuture<'_, Result<Page, StorageError>> {
+        Box::pin(async move {
+            let r = self.reader().await?;
+            let after_i = after.0 as i64;
+            let limit_i = limit as i64;
+            // Pipelined; the head is read first, so a prune between the two
+            // can only make a page look complete when it was.
+            let (head, rows) =
+                try_join(r.client.query_one(&r.head, &[]), r.client.query(&r.read_after, &[&after_i, &limit_i]))
+                    .await?;
+            let (head, pruned): (i64, i64) = (head.get(0), head.get(1));
+            let events = self.events(rows);
+            let head = Seq(head.max(0) as u64).max(events.last().map_or(Seq::ZERO, |e| e.seq));
+            self.saw_head(head);
+            Ok(Page { events, head, gap: pruned > after_i })
+        })
+    }
+
+    fn snapshot(&self) -> BoxFuture<'_, Result<Snapshot, StorageError>> {
+        Box::pin(async move {
+            let r = self.reader().await?;
+            let rows = r.client.query(&r.snapshot, &[]).await?;
+            let mut snap = Snapshot::default();
+            for row in rows {
+                let head: i64 = row.get(0);
+                snap.seq = Seq(head.max(0) as u64);
+                let Some(_) = row.get::<_, Option<String>>(1) else {
+                    continue;
+                };
+                let dr = driver_row_at(&row, 1);
+                let id = dr.driver_id.clone();
+                match dr.into_state() {
+                    Ok(state) => snap.drivers.push(state),
+                    Err(d) => self.damage.driver(&id, &d),
+                }
+            }
+            self.saw_head(snap.seq);
+            Ok(snap)
+        })
+    }
+
+    fn track(
+        &self,
+        driver: DriverId,
+        from: Millis,
+        to: Millis,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<SharedEvent>, StorageError>> {
+        Box::pin(async move {
+            let r = self.reader().await?;
+            let kind = EventKind::Location as i16;
+            let rows = r.client.query(&r.track, &[&driver.as_str(), &kind, &from, &to, &(limit as i64)]).await?;
+            Ok(self.events(rows))
+        })
+    }
+
+    fn prune(&self, before: Millis) -> BoxFuture<'_, Result<u64, StorageError>> {
+        Box::pin(async move {
+            let c = self.plain.get().await?;
+            let mut total = 0u64;
+            loop {
+                let row =
+                    c.0.query_one(
+                        "WITH del AS (
+                             DELETE FROM events WHERE seq IN
+                                 (SELECT seq FROM events WHERE received_at < $1 ORDER BY seq LIMIT $2)
+                             RETURNING seq),
+                         moved AS (
+                             UPDATE stream SET pruned_through = GREATEST(pruned_through,
+                                 (SELECT COALESCE(MAX(seq), 0) FROM del)) WHERE id = 1)
+                         SELECT count(*) FROM del",
+                        &[&before, &PRUNE_CHUNK],
+                    )
+                    .await?;
+                let n: i64 = row.get(0);
+                total += n as u64;
+                if n < PRUNE_CHUNK {
+                    return Ok(total);
+                }
+            }
+        })
+    }
+
+    fn cursor(&self, name: &'static str) -> BoxFuture<'_, Result<Option<Seq>, StorageError>> {
+        Box::pin(async move {
+            let c = self.plain.get().await?;
+            let row = c.0.query_opt("SELECT seq FROM cursors WHERE name = $1", &[&name]).await?;
+            Ok(row.map(|r| Seq(r.get::<_, i64>(0).max(0) as u64)))
+        })
+    }
+
+    fn set_cursor(&self, name: &'static str, seq: Seq) -> BoxFuture<'_, Result<(), StorageError>> {
+        Box::pin(async move {
+            let c = self.plain.get().await?;
+            c.0.execute(
+                "INSERT INTO cursors (name, seq) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET seq = excluded.seq",
+                &[&name, &(seq.0 as i64)],
+            )
+            .await?;
+            Ok(())
+        })
+    }
+
+    fn damaged_rows(&self) -> u64 {
+        self.damage.get()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::path::PathBuf;
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::pg_testing::{PgServer, TestDb};
+    use crate::storage::testing::{Writers, run_all};
+
+    #[tokio::test]
+    async fn pg_log_passes_the_conformance_suite() {
+        let server = PgServer::shared();
+        // The suite names stores by folder: each folder gets its own database.
+        let dbs: Mutex<HashMap<PathBuf, TestDb>> = Mutex::default();
+        run_all(
+            |dir| {
+                let url =
+                    dbs.lock().unwrap().entry(dir.to_path_buf()).or_insert_with(|| server.database("conf")).url.clone();
+                async move { PgLog::open(&parse_url(&url).unwrap()).await.expect("opens") }
+            },
+            Writers::ManyLogs,
+        )
+        .await;
+    }
+}
