@@ -11,7 +11,9 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
-use wecare_server::{DEFAULT_DEV_ORIGINS, DEFAULT_WATCHER_ROLES, ServerConfig, split_list};
+use wecare_server::{
+    AuthCheckConfig, DEFAULT_DEV_ORIGINS, DEFAULT_WATCHER_ROLES, ForwardConfig, Method, ServerConfig, split_list,
+};
 
 mod bench;
 mod progress;
@@ -36,7 +38,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the server (Socket.io `/locations` + REST on one port).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Mint a development access token signed with the configured secret.
     Token(TokenArgs),
     /// Load a running server with simulated drivers and watchers and print
@@ -119,6 +121,32 @@ struct ServeArgs {
     /// sockets may take, ms.
     #[arg(long, env = "SHUTDOWN_GRACE_MS", default_value_t = 10_000)]
     shutdown_grace_ms: u64,
+    /// Forward each driver's newest position to the WeCare backend: a URL
+    /// template, `{driverId}` replaced (URL-encoded), e.g.
+    /// http://backend:4000/api/driver-locations/{driverId}. Off when unset.
+    #[arg(long, env = "FORWARD_URL")]
+    forward_url: Option<String>,
+    /// HTTP method of forwarded positions.
+    #[arg(long, env = "FORWARD_METHOD", default_value = "PUT")]
+    forward_method: String,
+    /// Bearer token of forwarded positions; unset: a short-lived service
+    /// token signed with JWT_SECRET ({ id: "wecare-realtime", role: "system" }).
+    #[arg(long, env = "FORWARD_TOKEN", hide_env_values = true)]
+    forward_token: Option<String>,
+    /// At most one forward per driver per this many ms.
+    #[arg(long, env = "FORWARD_MIN_INTERVAL_MS", default_value_t = 1_000)]
+    forward_min_interval_ms: u64,
+    /// Check tokens with the WeCare backend (e.g. its GET /api/auth/me):
+    /// 401/403 means revoked. Off when unset.
+    #[arg(long, env = "AUTH_CHECK_URL")]
+    auth_check_url: Option<String>,
+    /// How long a backend answer holds; live sockets are checked again after, ms.
+    #[arg(long, env = "AUTH_CHECK_INTERVAL_MS", default_value_t = 60_000)]
+    auth_check_interval_ms: u64,
+    /// When the backend cannot be reached: `open` judges tokens by signature
+    /// and exp alone, `closed` refuses them.
+    #[arg(long, env = "AUTH_CHECK_FAIL", default_value = "open", value_parser = ["open", "closed"])]
+    auth_check_fail: String,
 }
 
 #[derive(Debug, Args)]
@@ -159,7 +187,7 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Serve(args) => serve(args),
+        Command::Serve(args) => serve(*args),
         Command::Token(args) => {
             println!("{}", token(&args)?);
             Ok(())
@@ -210,6 +238,16 @@ fn serve_config(args: &ServeArgs) -> anyhow::Result<ServerConfig> {
         bail!("RETENTION_HOURS must be a positive number of hours");
     }
     let watcher_roles: Vec<String> = split_list(&args.watcher_roles).iter().map(|r| r.to_ascii_lowercase()).collect();
+    let forward = forward_config(args)?;
+    let auth_check = match non_empty(args.auth_check_url.clone()) {
+        None => None,
+        Some(url) if url.starts_with("http://") => Some(AuthCheckConfig {
+            url,
+            interval: Duration::from_millis(args.auth_check_interval_ms.max(1)),
+            fail_open: args.auth_check_fail == "open",
+        }),
+        Some(_) => bail!("AUTH_CHECK_URL must be an http:// URL (terminate TLS in front of the backend)"),
+    };
     let database_url = non_empty(args.database_url.clone());
     if let Some(url) = &database_url
         && !(url.starts_with("postgres://") || url.starts_with("postgresql://"))
@@ -234,7 +272,27 @@ fn serve_config(args: &ServeArgs) -> anyhow::Result<ServerConfig> {
         handshake_timeout: Duration::from_millis(args.handshake_timeout_ms.max(100)),
         web_dir: Some(args.web_dir.clone()),
         shutdown_grace: Duration::from_millis(args.shutdown_grace_ms),
+        forward,
+        auth_check,
     })
+}
+
+/// The `FORWARD_*` settings, checked; `None` when forwarding is off.
+fn forward_config(args: &ServeArgs) -> anyhow::Result<Option<ForwardConfig>> {
+    let Some(url) = non_empty(args.forward_url.clone()) else {
+        return Ok(None);
+    };
+    if !url.starts_with("http://") {
+        bail!("FORWARD_URL must be an http:// URL (terminate TLS in front of the backend)");
+    }
+    let method: Method =
+        args.forward_method.trim().to_ascii_uppercase().parse().context("FORWARD_METHOD is not an HTTP method")?;
+    Ok(Some(ForwardConfig {
+        url,
+        method,
+        token: non_empty(args.forward_token.clone()),
+        min_interval: Duration::from_millis(args.forward_min_interval_ms),
+    }))
 }
 
 /// The development secret: generated once, kept in the data folder so that
@@ -331,7 +389,7 @@ mod tests {
         let mut argv = vec!["wecare-rt", "serve"];
         argv.extend_from_slice(extra);
         match Cli::try_parse_from(argv).expect("parses").command {
-            Command::Serve(a) => a,
+            Command::Serve(a) => *a,
             _ => unreachable!("parsed a serve command"),
         }
     }

@@ -12,6 +12,8 @@ use crate::stream::StreamDeps;
 pub(crate) struct AppState {
     pub(crate) config: ServerConfig,
     pub(crate) verifier: TokenVerifier,
+    /// Revocations and the backend's token checks.
+    pub(crate) gate: crate::gate::Gate,
     pub(crate) ingest: Ingest,
     pub(crate) stream: Arc<StreamDeps>,
     pub(crate) metrics: Arc<Metrics>,

@@ -50,6 +50,12 @@ pub struct ServerConfig {
     /// How long a shutdown may take to finish the accepted events and close
     /// the sockets (contract §9). Defaults to 10 s.
     pub shutdown_grace: Duration,
+    /// Position forwarding to the WeCare backend (contract §10); off when
+    /// `None`. Defaults to `None`.
+    pub forward: Option<crate::forward::ForwardConfig>,
+    /// Token checks with the WeCare backend (contract §10); off when
+    /// `None`. Defaults to `None`.
+    pub auth_check: Option<crate::gate::AuthCheckConfig>,
 }
 
 /// The default watcher roles of the contract.
@@ -82,6 +88,8 @@ impl Default for ServerConfig {
             handshake_timeout: Duration::from_secs(10),
             web_dir: None,
             shutdown_grace: Duration::from_secs(10),
+            forward: None,
+            auth_check: None,
         }
     }
 }
@@ -104,6 +112,8 @@ impl std::fmt::Debug for ServerConfig {
             .field("notify", &self.notify_secret.is_some())
             .field("max_connections_per_user", &self.max_connections_per_user)
             .field("shutdown_grace", &self.shutdown_grace)
+            .field("forward", &self.forward)
+            .field("auth_check", &self.auth_check)
             .finish_non_exhaustive()
     }
 }

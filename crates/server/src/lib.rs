@@ -47,6 +47,8 @@ mod clock;
 mod cluster;
 mod config;
 mod domain;
+mod forward;
+mod gate;
 mod ingest;
 mod metrics;
 mod presence;
@@ -54,6 +56,7 @@ mod shutdown;
 mod storage;
 mod stream;
 mod transport;
+mod upstream;
 
 #[cfg(any(test, feature = "fuzzing"))]
 #[doc(hidden)]
@@ -62,6 +65,9 @@ pub mod fuzzing;
 pub mod pg_testing;
 
 pub use config::{DEFAULT_DEV_ORIGINS, DEFAULT_WATCHER_ROLES, ServerConfig, split_list};
+pub use forward::ForwardConfig;
+pub use gate::AuthCheckConfig;
+pub use hyper::Method;
 pub use storage::StorageError;
 
 use app::AppState;
@@ -149,10 +155,26 @@ pub async fn serve(listener: TcpListener, config: ServerConfig, shutdown: Cancel
     });
 
     let verifier = TokenVerifier::new(&config.jwt_secret, config.jwt_leeway_secs, &config.watcher_roles);
+    let upstream = upstream::Upstream::default();
+    if let Some(forward) = &config.forward {
+        let forwarder = forward::Forwarder {
+            config: forward.clone(),
+            log: Arc::clone(&log),
+            cluster: Arc::clone(&cluster),
+            head: stream.head.clone(),
+            upstream: upstream.clone(),
+            verifier: verifier.clone(),
+            metrics: Arc::clone(&metrics),
+            tracker: tracker.clone(),
+            stop: stop.clone(),
+        };
+        tracker.spawn(forwarder.run());
+    }
     let origins = transport::origin::Origins::new(&config.allowed_origins);
     let state = Arc::new(AppState {
         ingest: ingest::Ingest::new(sequencer.clone(), config.rate_limit_per_sec, Arc::clone(&metrics)),
         verifier,
+        gate: gate::Gate::new(config.auth_check.clone(), upstream),
         stream,
         metrics,
         config: config.clone(),
@@ -182,6 +204,7 @@ pub async fn serve(listener: TcpListener, config: ServerConfig, shutdown: Cancel
     transport::socket::attach(&io);
     let _ = state.io.set(io.clone());
     transport::peers::spawn_bus(&state);
+    transport::revocation::start_reloader(&state).await;
 
     // The Socket.io layer wraps the whole router, not each route (which is
     // what `Router::layer` does): otherwise a catch-all route such as the

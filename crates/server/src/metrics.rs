@@ -63,7 +63,20 @@ pub(crate) struct Metrics {
     pub(crate) ack_latency: Histogram,
     /// Commit of a batch to its frames being handed to every live watcher.
     pub(crate) fanout_latency: Histogram,
+    /// Positions the backend accepted (2xx).
+    pub(crate) forwarded: AtomicU64,
+    /// Positions the backend refused for good (a 4xx other than 401/403).
+    pub(crate) forward_skipped: AtomicU64,
+    /// Failed forwards by HTTP status or `timeout`/`unreachable`.
+    pub(crate) forward_errors: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
+    /// How long the oldest position owed to the backend has waited, ms.
+    pub(crate) forward_lag_ms: AtomicU64,
+    /// Token checks with the backend (`AUTH_CHECK_URL`) by result.
+    pub(crate) auth_checks: [AtomicU64; AUTH_CHECK_RESULTS.len()],
 }
+
+/// The results of a token check with the backend, as the metric labels them.
+pub(crate) const AUTH_CHECK_RESULTS: [&str; 4] = ["ok", "revoked", "unreachable_open", "unreachable_closed"];
 
 fn code_index(code: ErrorCode) -> usize {
     ErrorCode::ALL.iter().position(|c| *c == code).unwrap_or(ErrorCode::ALL.len() - 1)
@@ -72,6 +85,19 @@ fn code_index(code: ErrorCode) -> usize {
 impl Metrics {
     pub(crate) fn rejected(&self, code: ErrorCode) {
         self.rejections[code_index(code)].fetch_add(1, Relaxed);
+    }
+
+    /// Counts a failed forward under `status` (an HTTP status or a cause).
+    pub(crate) fn forward_error(&self, status: &str) {
+        let mut errors = self.forward_errors.lock().unwrap_or_else(|e| e.into_inner());
+        *errors.entry(status.to_string()).or_default() += 1;
+    }
+
+    /// Counts a token check with the backend; `result` is one of [`AUTH_CHECK_RESULTS`].
+    pub(crate) fn auth_checked(&self, result: &str) {
+        if let Some(i) = AUTH_CHECK_RESULTS.iter().position(|r| *r == result) {
+            self.auth_checks[i].fetch_add(1, Relaxed);
+        }
     }
 
     /// The Prometheus text exposition; `damaged_rows` is the store's count
@@ -127,6 +153,37 @@ impl Metrics {
             "Stored rows that could not be read back; skipped, never turned into events.",
             damaged_rows,
         );
+        counter(
+            &mut out,
+            "wecare_forward_forwarded_total",
+            "Positions the backend accepted.",
+            self.forwarded.load(Relaxed),
+        );
+        counter(
+            &mut out,
+            "wecare_forward_skipped_total",
+            "Positions the backend refused for good (4xx other than 401/403).",
+            self.forward_skipped.load(Relaxed),
+        );
+        let _ = writeln!(
+            out,
+            "# HELP wecare_forward_errors_total Failed forwards by status.\n# TYPE wecare_forward_errors_total counter"
+        );
+        for (status, n) in self.forward_errors.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            let _ = writeln!(out, "wecare_forward_errors_total{{status=\"{status}\"}} {n}");
+        }
+        let _ = writeln!(
+            out,
+            "# HELP wecare_forward_lag_seconds How long the oldest position owed to the backend has waited.\n# TYPE wecare_forward_lag_seconds gauge\nwecare_forward_lag_seconds {}",
+            self.forward_lag_ms.load(Relaxed) as f64 / 1000.0
+        );
+        let _ = writeln!(
+            out,
+            "# HELP wecare_auth_checks_total Token checks with the backend by result.\n# TYPE wecare_auth_checks_total counter"
+        );
+        for (result, c) in AUTH_CHECK_RESULTS.iter().zip(&self.auth_checks) {
+            let _ = writeln!(out, "wecare_auth_checks_total{{result=\"{result}\"}} {}", c.load(Relaxed));
+        }
         self.ack_latency.render(&mut out, "wecare_ack_latency_seconds", "Receipt to ack.");
         self.fanout_latency.render(
             &mut out,

@@ -64,6 +64,8 @@ pub(crate) struct Principal {
     pub(crate) access: Access,
     /// `exp`, epoch seconds.
     pub(crate) expires_at: i64,
+    /// `iat`, epoch seconds, when the token has one (user revocations).
+    pub(crate) issued_at: Option<i64>,
 }
 
 impl Principal {
@@ -161,7 +163,8 @@ impl TokenVerifier {
         };
         let email = text("email");
         let name = ["name", "full_name", "fullName"].iter().find_map(|k| text(k));
-        Ok(Principal { subject, role, email, name, access, expires_at: exp })
+        let issued_at = number_claim(&claims, "iat");
+        Ok(Principal { subject, role, email, name, access, expires_at: exp, issued_at })
     }
 
     fn verified_claims(&self, token: &str) -> Result<Map<String, Value>, AuthError> {

@@ -5,4 +5,5 @@ pub(crate) mod auth;
 pub(crate) mod event;
 pub(crate) mod fleet;
 pub(crate) mod rate;
+pub(crate) mod revocation;
 pub(crate) mod validate;

@@ -31,12 +31,30 @@ use wecare_proto::{DriverId, Seq};
 use crate::clock::Millis;
 use crate::domain::event::{NewEvent, SharedEvent};
 use crate::domain::fleet::DriverState;
+use crate::domain::revocation::{Revocation, Revoked};
 
 pub(crate) mod postgres;
 pub(crate) mod row;
 pub(crate) mod sqlite;
 #[cfg(test)]
 pub(crate) mod testing;
+
+/// How a revocation is keyed in a store: `(kind, key)`.
+pub(crate) fn revocation_key(r: &Revoked) -> (&'static str, &str) {
+    match r {
+        Revoked::Token(h) => ("token", h),
+        Revoked::User(u) => ("user", u),
+    }
+}
+
+/// A stored `(kind, key)` back into what it revokes.
+pub(crate) fn revoked_from(kind: &str, key: String) -> Option<Revoked> {
+    match kind {
+        "token" => Some(Revoked::Token(key)),
+        "user" => Some(Revoked::User(key)),
+        _ => None,
+    }
+}
 
 pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -124,6 +142,11 @@ pub(crate) trait EventLog: Send + Sync + std::fmt::Debug + 'static {
     fn cursor(&self, name: &'static str) -> BoxFuture<'_, Result<Option<Seq>, StorageError>>;
     /// Stores a named reader's position (durably, for its restart).
     fn set_cursor(&self, name: &'static str, seq: Seq) -> BoxFuture<'_, Result<(), StorageError>>;
+    /// Stores a revocation (it survives restarts; an older one for the same
+    /// user is moved forward). Drops the ones past their `until`.
+    fn revoke(&self, r: Revocation) -> BoxFuture<'_, Result<(), StorageError>>;
+    /// The revocations still in force at `now_secs`.
+    fn revocations(&self, now_secs: i64) -> BoxFuture<'_, Result<Vec<Revocation>, StorageError>>;
     /// Stored rows found unreadable so far (they were skipped).
     fn damaged_rows(&self) -> u64;
 }

@@ -20,7 +20,7 @@ use super::ack::{AckItem, BatchAck, ErrorBody};
 use super::error::{ApiError, refusal, rest_code};
 use super::events_page::{EventsPage, SyncQuery, parse_count};
 use crate::app::SharedState;
-use crate::clock::{now_ms, parse_time};
+use crate::clock::parse_time;
 use crate::domain::auth::{AuthError, Principal};
 use crate::domain::validate::{self, Rejection};
 use crate::stream::snapshot;
@@ -42,6 +42,7 @@ pub(crate) fn routes(state: SharedState) -> Router {
         .route("/api/realtime/latest", get(get_latest))
         .route("/api/realtime/drivers/{driver_id}/track", get(get_track))
         .route("/api/realtime/notify", post(post_notify))
+        .route("/api/realtime/revoke", post(super::revocation::post_revoke))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -67,8 +68,7 @@ impl FromRequestParts<SharedState> for Bearer {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
             .ok_or(AuthError::Required)?;
-        let now = now_ms().div_euclid(1000);
-        Ok(Self(app.verifier.verify(token, now)?))
+        Ok(Self(super::revocation::authorize(app, token).await?))
     }
 }
 
@@ -288,14 +288,10 @@ fn same_secret(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// `POST /api/realtime/notify`: the WeCare backend's best-effort pushes
-/// (`notification:*`) to `user:<id>` / `role:<role>` rooms (contract §8).
-async fn post_notify(
-    State(app): State<SharedState>,
-    headers: axum::http::HeaderMap,
-    body: Bytes,
-) -> Result<Json<Notified>, ApiError> {
-    // Route and secret first: a refused caller learns nothing from its body.
+/// The service routes (notify, revoke) take `Authorization: Bearer
+/// <NOTIFY_SECRET>`, checked before the body is read (a refused caller
+/// learns nothing from its body); they are off (404) without the secret.
+pub(crate) fn service_secret(app: &SharedState, headers: &axum::http::HeaderMap) -> Result<(), ApiError> {
     let Some(secret) = app.config.notify_secret.as_deref() else {
         return Err(ApiError::not_found());
     };
@@ -307,6 +303,17 @@ async fn post_notify(
     if !same_secret(presented.as_bytes(), secret.as_bytes()) {
         return Err(AuthError::Invalid.into());
     }
+    Ok(())
+}
+
+/// `POST /api/realtime/notify`: the WeCare backend's best-effort pushes
+/// (`notification:*`) to `user:<id>` / `role:<role>` rooms (contract §8).
+async fn post_notify(
+    State(app): State<SharedState>,
+    headers: axum::http::HeaderMap,
+    body: Bytes,
+) -> Result<Json<Notified>, ApiError> {
+    service_secret(&app, &headers)?;
     let body: NotifyBody =
         serde_json::from_slice(&body).map_err(|_| ApiError::payload("expected { rooms, event, data }"))?;
     if !body.event.starts_with("notification:") || body.event.len() > 64 {

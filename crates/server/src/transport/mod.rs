@@ -11,6 +11,7 @@ pub(crate) mod http;
 pub(crate) mod origin;
 pub(crate) mod peers;
 pub(crate) mod reply;
+pub(crate) mod revocation;
 pub(crate) mod session;
 pub(crate) mod socket;
 pub(crate) mod web;

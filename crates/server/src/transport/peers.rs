@@ -137,7 +137,7 @@ pub(crate) async fn serve_bus(app: SharedState, mut rx: broadcast::Receiver<BusM
                 }
             }
             BusMessage::Delivered { .. } => {}
-            BusMessage::Revoked => {}
+            BusMessage::Revoked => super::revocation::reload(&app).await,
         }
     }
 }

@@ -15,11 +15,18 @@ use wecare_proto::event;
 
 use crate::clock::{iso, now_ms};
 use crate::domain::auth::Principal;
+use crate::domain::revocation::token_hash;
 
 /// The state of one authenticated socket.
 #[derive(Debug)]
 pub(crate) struct Session {
     pub(crate) principal: Principal,
+    /// The socket's current token and its hash (revocation checks).
+    token: Mutex<(String, String)>,
+    /// Revoked at this time (epoch ms); 0 while not revoked.
+    revoked_at: AtomicI64,
+    /// Why it was cut before `exp`: `"revoked"`, or `"unverifiable"`.
+    cut_reason: std::sync::OnceLock<&'static str>,
     /// `exp` in epoch ms (moved by `auth:refresh`).
     expires_at: AtomicI64,
     leeway_ms: i64,
@@ -51,14 +58,21 @@ struct Expiring {
 #[serde(rename_all = "camelCase")]
 struct Expired {
     expired_at: String,
+    /// `"revoked"` when the token was revoked (logged out), not expired.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'static str>,
 }
 
 impl Session {
-    pub(crate) fn new(principal: Principal, leeway_secs: u64, closed: CancellationToken) -> Self {
+    pub(crate) fn new(principal: Principal, token: String, leeway_secs: u64, closed: CancellationToken) -> Self {
         let expires_at = AtomicI64::new(principal.expires_at.saturating_mul(1000));
         let leeway_ms = i64::try_from(leeway_secs).unwrap_or(i64::MAX / 2).saturating_mul(1000);
+        let hash = token_hash(&token);
         Self {
             principal,
+            token: Mutex::new((token, hash)),
+            revoked_at: AtomicI64::new(0),
+            cut_reason: std::sync::OnceLock::new(),
             expires_at,
             leeway_ms,
             refreshed: Notify::new(),
@@ -90,16 +104,38 @@ impl Session {
         self.expires_at_ms().saturating_add(self.leeway_ms)
     }
 
-    /// Whether nothing this socket sends may be accepted any more.
+    /// Whether nothing this socket sends may be accepted any more (its
+    /// token expired or was revoked).
     pub(crate) fn is_expired(&self) -> bool {
-        now_ms() >= self.deadline_ms()
+        self.is_revoked() || now_ms() >= self.deadline_ms()
     }
 
-    /// Moves the expiry to a refreshed token's `exp` (epoch seconds).
-    pub(crate) fn refresh(&self, exp_secs: i64) {
+    pub(crate) fn is_revoked(&self) -> bool {
+        self.revoked_at.load(Ordering::Acquire) != 0
+    }
+
+    /// The socket's token and its hash.
+    pub(crate) fn token(&self) -> (String, String) {
+        self.token.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Moves to a refreshed token (its `exp` in epoch seconds).
+    pub(crate) fn refresh(&self, token: String, exp_secs: i64) {
+        let hash = token_hash(&token);
+        *self.token.lock().unwrap_or_else(|e| e.into_inner()) = (token, hash);
         self.expires_at.store(exp_secs.saturating_mul(1000), Ordering::Release);
         self.refreshed.notify_one();
     }
+}
+
+/// Ends the session before `exp` (contract §10): `reason` is `"revoked"`
+/// (logged out, at `at_ms`) or `"unverifiable"` (`AUTH_CHECK_FAIL=closed`
+/// and the backend cannot be asked); `auth:expired { expiredAt, reason }`,
+/// then as on expiry.
+pub(crate) fn cut(socket: &SocketRef, session: &Arc<Session>, at_ms: i64, reason: &'static str) {
+    let _ = session.cut_reason.set(reason);
+    let _ = session.revoked_at.compare_exchange(0, at_ms.max(1), Ordering::AcqRel, Ordering::Acquire);
+    expire(socket, session);
 }
 
 /// Ends the session at its token's expiry: deliveries stop at once, then
@@ -111,12 +147,18 @@ pub(crate) fn expire(socket: &SocketRef, session: &Arc<Session>) {
         return;
     }
     session.closed.cancel();
-    let (socket, exp) = (socket.clone(), session.expires_at_ms());
+    let revoked = session.revoked_at.load(Ordering::Acquire);
+    let expired = if revoked != 0 {
+        Expired { expired_at: iso(revoked), reason: Some(session.cut_reason.get().copied().unwrap_or("revoked")) }
+    } else {
+        Expired { expired_at: iso(session.expires_at_ms()), reason: None }
+    };
+    let socket = socket.clone();
     tokio::spawn(async move {
         let mut expired_sent = false;
         for _ in 0..1000 {
             if !expired_sent {
-                match socket.emit(event::AUTH_EXPIRED, &Expired { expired_at: iso(exp) }) {
+                match socket.emit(event::AUTH_EXPIRED, &expired) {
                     Ok(()) => expired_sent = true,
                     Err(socketioxide::SendError::Socket(socketioxide::SocketError::InternalChannelFull)) => {}
                     Err(_) => return,

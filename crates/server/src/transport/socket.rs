@@ -20,7 +20,7 @@ use super::ack::{AckItem, BatchAck, ErrorBody};
 use super::reply::Reply;
 use super::session::{Session, SessionRef, spawn_expiry_clock};
 use crate::app::SharedState;
-use crate::clock::{iso, now_ms};
+use crate::clock::iso;
 use crate::domain::auth::AuthError;
 use crate::domain::validate::{self, Rejection};
 use crate::ingest::Outcome;
@@ -31,10 +31,6 @@ use crate::transport::events_page::{EventsPage, SyncQuery};
 /// Registers the namespace.
 pub(crate) fn attach(io: &SocketIo) {
     io.ns(NAMESPACE, on_connect.with(authenticate));
-}
-
-fn now_secs() -> i64 {
-    now_ms().div_euclid(1000)
 }
 
 /// `auth.token`, else the `token` query parameter.
@@ -54,14 +50,14 @@ async fn authenticate(
     TryData(auth): TryData<Value>,
     State(app): State<SharedState>,
 ) -> Result<(), AuthError> {
-    let verified = match handshake_token(&auth, &s) {
-        None => Err(AuthError::Required),
-        Some(token) => app.verifier.verify(&token, now_secs()),
+    let Some(token) = handshake_token(&auth, &s) else {
+        app.metrics.handshake_refusals.fetch_add(1, Relaxed);
+        return Err(AuthError::Required);
     };
-    match verified {
+    match super::revocation::authorize(&app, &token).await {
         Ok(principal) => {
             let closed = app.stream.stop.child_token();
-            let session = Session::new(principal, app.config.jwt_leeway_secs, closed);
+            let session = Session::new(principal, token, app.config.jwt_leeway_secs, closed);
             s.extensions.insert(SessionRef(Arc::new(session)));
             // Handlers are bound here, before the CONNECT reply goes out:
             // socketioxide runs the connect handler as a separate task after
@@ -111,6 +107,7 @@ async fn on_connect(s: SocketRef, TryData(auth): TryData<Value>, State(app): Sta
         replay::spawn(&app.stream, s.clone(), start, session.closed.clone());
     }
     spawn_expiry_clock(&app.stream.tracker, s.clone(), Arc::clone(&session), app.config.auth_expiry_warning);
+    super::revocation::watch_socket(&app, s.clone(), Arc::clone(&session));
 }
 
 fn register_handlers(s: &SocketRef) {
@@ -286,21 +283,21 @@ async fn on_auth_refresh(s: SocketRef, TryData(data): TryData<Value>, reply: Rep
         return refuse(&app, reply, &late).await;
     }
     let token = data.ok().and_then(|v| v.get("token").and_then(Value::as_str).map(str::to_string));
-    let verified = match token {
+    let verified = match &token {
         None => Err(AuthError::Required),
-        Some(t) => app.verifier.verify(&t, now_secs()),
+        Some(t) => super::revocation::authorize(&app, t).await,
     };
-    let refused = match verified {
-        Ok(p) if session.principal.same_identity(&p) => {
-            session.refresh(p.expires_at);
+    let refused = match (verified, token) {
+        (Ok(p), Some(token)) if session.principal.same_identity(&p) => {
+            session.refresh(token, p.expires_at);
             let ok = Refreshed { status: "ok", expires_at: iso(p.expires_at.saturating_mul(1000)) };
             return reply.send(&ok, None).await;
         }
-        Ok(_) => Rejection::new(ErrorCode::Forbidden, "the new token is for another identity or role"),
-        Err(AuthError::Expired) => Rejection::new(ErrorCode::TokenExpired, "Token expired"),
-        Err(AuthError::Required) => Rejection::new(ErrorCode::InvalidToken, "token is required"),
-        Err(AuthError::Forbidden) => Rejection::new(ErrorCode::Forbidden, "Forbidden"),
-        Err(AuthError::Invalid) => Rejection::new(ErrorCode::InvalidToken, "Invalid token"),
+        (Ok(_), _) => Rejection::new(ErrorCode::Forbidden, "the new token is for another identity or role"),
+        (Err(AuthError::Expired), _) => Rejection::new(ErrorCode::TokenExpired, "Token expired"),
+        (Err(AuthError::Required), _) => Rejection::new(ErrorCode::InvalidToken, "token is required"),
+        (Err(AuthError::Forbidden), _) => Rejection::new(ErrorCode::Forbidden, "Forbidden"),
+        (Err(AuthError::Invalid), _) => Rejection::new(ErrorCode::InvalidToken, "Invalid token"),
     };
     refuse(&app, reply, &refused).await;
 }

@@ -23,10 +23,11 @@ use tokio_postgres::{Client, Config, Statement};
 use wecare_proto::{DriverId, Seq};
 
 use super::row::{self, DamageCounter, DriverRow};
-use super::{Appended, BoxFuture, EventLog, Page, Snapshot, StorageError};
+use super::{Appended, BoxFuture, EventLog, Page, Snapshot, StorageError, revocation_key, revoked_from};
 use crate::clock::Millis;
 use crate::domain::event::{EventKind, NewEvent, SharedEvent, StreamEvent};
 use crate::domain::fleet::Fleet;
+use crate::domain::revocation::Revocation;
 
 pub(crate) mod cluster;
 mod conn;
@@ -550,6 +551,39 @@ impl EventLog for PgLog {
             )
             .await?;
             Ok(())
+        })
+    }
+
+    fn revoke(&self, r: Revocation) -> BoxFuture<'_, Result<(), StorageError>> {
+        Box::pin(async move {
+            let c = self.plain.get().await?;
+            let (kind, key) = revocation_key(&r.what);
+            c.0.execute(
+                "INSERT INTO revocations (kind, key, at_secs, until_secs) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (kind, key) DO UPDATE SET at_secs = GREATEST(revocations.at_secs, excluded.at_secs),
+                     until_secs = GREATEST(revocations.until_secs, excluded.until_secs)",
+                &[&kind, &key, &r.at_secs, &r.until_secs],
+            )
+            .await?;
+            c.0.execute("DELETE FROM revocations WHERE until_secs < $1", &[&r.at_secs]).await?;
+            Ok(())
+        })
+    }
+
+    fn revocations(&self, now_secs: i64) -> BoxFuture<'_, Result<Vec<Revocation>, StorageError>> {
+        Box::pin(async move {
+            let c = self.plain.get().await?;
+            let rows = c
+                .0
+                .query("SELECT kind, key, at_secs, until_secs FROM revocations WHERE until_secs >= $1", &[&now_secs])
+                .await?;
+            Ok(rows
+                .into_iter()
+                .filter_map(|r| {
+                    let what = revoked_from(r.get::<_, &str>(0), r.get(1))?;
+                    Some(Revocation { what, at_secs: r.get(2), until_secs: r.get(3) })
+                })
+                .collect())
         })
     }
 

@@ -13,16 +13,17 @@ use rusqlite::{Connection, OptionalExtension, params};
 use wecare_proto::{DriverId, Seq};
 
 use super::row::{self, DamageCounter, DriverRow};
-use super::{Appended, BoxFuture, EventLog, Page, Snapshot, StorageError};
+use super::{Appended, BoxFuture, EventLog, Page, Snapshot, StorageError, revocation_key, revoked_from};
 use crate::clock::{Millis, now_ms};
 use crate::cluster::sockets::LocalSockets;
 use crate::domain::event::{EventKind, NewEvent, SharedEvent};
 use crate::domain::fleet::Fleet;
+use crate::domain::revocation::Revocation;
 
 mod worker;
 use worker::Worker;
 
-const SCHEMA_VERSION: i64 = 3;
+const SCHEMA_VERSION: i64 = 4;
 const FILE_NAME: &str = "wecare-rt.sqlite3";
 /// Rows deleted per retention statement, so pruning never holds the writer long.
 const PRUNE_CHUNK: i64 = 5_000;
@@ -428,6 +429,47 @@ impl EventLog for SqliteLog {
                 })
                 .await??;
             Ok(())
+        })
+    }
+
+    fn revoke(&self, r: Revocation) -> BoxFuture<'_, Result<(), StorageError>> {
+        Box::pin(async move {
+            self.writer
+                .call(move |w| {
+                    let (kind, key) = revocation_key(&r.what);
+                    w.conn.execute(
+                        "INSERT INTO revocations (kind, key, at_secs, until_secs) VALUES (?1, ?2, ?3, ?4)
+                         ON CONFLICT (kind, key) DO UPDATE SET at_secs = MAX(at_secs, excluded.at_secs),
+                             until_secs = MAX(until_secs, excluded.until_secs)",
+                        params![kind, key, r.at_secs, r.until_secs],
+                    )?;
+                    w.conn.execute("DELETE FROM revocations WHERE until_secs < ?1", [r.at_secs])?;
+                    Ok::<_, StorageError>(())
+                })
+                .await?
+        })
+    }
+
+    fn revocations(&self, now_secs: i64) -> BoxFuture<'_, Result<Vec<Revocation>, StorageError>> {
+        Box::pin(async move {
+            self.reader
+                .call(move |conn| {
+                    let mut stmt = conn.prepare_cached(
+                        "SELECT kind, key, at_secs, until_secs FROM revocations WHERE until_secs >= ?1",
+                    )?;
+                    let rows = stmt.query_map([now_secs], |r| {
+                        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get(2)?, r.get(3)?))
+                    })?;
+                    let mut out = Vec::new();
+                    for row in rows {
+                        let (kind, key, at_secs, until_secs) = row?;
+                        if let Some(what) = revoked_from(&kind, key) {
+                            out.push(Revocation { what, at_secs, until_secs });
+                        }
+                    }
+                    Ok::<_, StorageError>(out)
+                })
+                .await?
         })
     }
 

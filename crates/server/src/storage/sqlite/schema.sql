@@ -41,3 +41,12 @@ CREATE TABLE IF NOT EXISTS cursors (
     name TEXT PRIMARY KEY,
     seq  INTEGER NOT NULL
 ) WITHOUT ROWID;
+
+-- Revoked tokens (by hash) and users (tokens issued at or before at_secs).
+CREATE TABLE IF NOT EXISTS revocations (
+    kind       TEXT    NOT NULL,
+    key        TEXT    NOT NULL,
+    at_secs    INTEGER NOT NULL,
+    until_secs INTEGER NOT NULL,
+    PRIMARY KEY (kind, key)
+) WITHOUT ROWID;

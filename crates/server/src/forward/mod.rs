@@ -1,0 +1,306 @@
+//! Position forwarding (contract §10): keeps the WeCare backend's
+//! `driver_locations` table — which the deployed Map Command page polls —
+//! current from the durable stream.
+//!
+//! One node of the cluster forwards at a time (it holds the job's lock; if
+//! it dies another takes over). It reads the stream from a cursor kept in
+//! the store, so forwarding is at-least-once across restarts and SIGKILL,
+//! and it never touches ingest: it only reads what was committed. After a
+//! (re)start it reads everything up to the head *before* sending anything,
+//! so what it sends per driver is the newest position, never one older than
+//! what was sent before the restart. What it owes is one position per
+//! driver ([`queue`]), so a backend down for an hour costs a bounded amount
+//! of memory.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use hyper::Method;
+use serde::Serialize;
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use wecare_proto::{DriverId, DriverStatus, Seq};
+
+use crate::clock::{iso, now_ms};
+use crate::cluster::{Cluster, Job};
+use crate::domain::auth::TokenVerifier;
+use crate::metrics::Metrics;
+use crate::storage::EventLog;
+use crate::upstream::{CallError, Upstream, percent_encode};
+
+pub(crate) mod queue;
+
+use queue::{Outcome, Position, Queue, StreamFields};
+
+/// The stored cursor's name.
+const CURSOR: &str = "forward";
+/// Requests in flight at once (all drivers together).
+const MAX_IN_FLIGHT: usize = 64;
+/// How long one request may take.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often the cursor is stored and leadership checked.
+const TICK: Duration = Duration::from_secs(1);
+/// Events read at a time.
+const PAGE: usize = 2000;
+/// How long a minted service token lives (a new one is minted well before).
+const SERVICE_TOKEN_TTL: i64 = 300;
+
+/// Where and how positions are forwarded.
+#[derive(Clone)]
+pub struct ForwardConfig {
+    /// URL template; `{driverId}` is replaced by the URL-encoded driver id.
+    /// `http://` only.
+    pub url: String,
+    /// HTTP method. Defaults to `PUT`.
+    pub method: Method,
+    /// Bearer token; `None` mints a short-lived service token signed with
+    /// `JWT_SECRET`, `{ id: "wecare-realtime", role: "system" }`.
+    pub token: Option<String>,
+    /// At most one forward per driver per this long. Defaults to 1 s.
+    pub min_interval: Duration,
+}
+
+impl std::fmt::Debug for ForwardConfig {
+    // The token stays out of logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ForwardConfig")
+            .field("url", &self.url)
+            .field("method", &self.method)
+            .field("token", &self.token.as_ref().map(|_| "set"))
+            .field("min_interval", &self.min_interval)
+            .finish()
+    }
+}
+
+/// `{ latitude, longitude, status, recordedAt, seq }`.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Body<'a> {
+    latitude: f64,
+    longitude: f64,
+    status: DriverStatus,
+    recorded_at: &'a str,
+    seq: Seq,
+}
+
+/// The forwarding job's wiring.
+#[derive(Debug, Clone)]
+pub(crate) struct Forwarder {
+    pub(crate) config: ForwardConfig,
+    pub(crate) log: Arc<dyn EventLog>,
+    pub(crate) cluster: Arc<dyn Cluster>,
+    /// This node's view of the head (the tailer's): a wake-up to read.
+    pub(crate) head: watch::Receiver<Seq>,
+    pub(crate) upstream: Upstream,
+    pub(crate) verifier: TokenVerifier,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) tracker: TaskTracker,
+    pub(crate) stop: CancellationToken,
+}
+
+impl Forwarder {
+    /// Runs until `stop`: forwards while this node holds the job.
+    pub(crate) async fn run(mut self) {
+        loop {
+            match self.cluster.leads(Job::Forwarding).await {
+                Ok(true) => {
+                    if let Err(e) = self.lead().await {
+                        tracing::warn!(error = %e, "forwarding interrupted; starting over from the stored cursor");
+                    }
+                }
+                Ok(false) => {}
+                Err(e) => tracing::debug!(error = %e, "forwarding: leadership unknown"),
+            }
+            tokio::select! {
+                () = tokio::time::sleep(TICK * 2) => {}
+                () = self.stop.cancelled() => return,
+            }
+        }
+    }
+
+    /// Forwards until leadership is lost, storage fails, or `stop`.
+    async fn lead(&mut self) -> Result<(), crate::storage::StorageError> {
+        let stored = self.log.cursor(CURSOR).await?;
+        let snap = self.log.snapshot().await?;
+        let start = stored.unwrap_or(snap.seq);
+        let mut queue = Queue::new(self.config.min_interval, start);
+        let now = Instant::now();
+        for (driver, state) in snap.drivers {
+            if let Some(p) = state.position {
+                let position = Position {
+                    lat: p.lat,
+                    lng: p.lng,
+                    status: state.status,
+                    recorded_at: iso(p.recorded_at),
+                    seq: snap.seq,
+                    received: now,
+                };
+                // First start: every driver's current position is owed once.
+                queue.know(driver, position, stored.is_none());
+            }
+        }
+        let mut cursor = start;
+        // Everything committed so far is read before anything is sent.
+        self.read_on(&mut queue, &mut cursor).await?;
+        tracing::info!(from = start.0, to = cursor.0, owed = queue.owed(), "forwarding");
+
+        let (done_tx, mut done_rx) = mpsc::channel::<(DriverId, Seq, Outcome)>(MAX_IN_FLIGHT);
+        let mut in_flight = 0usize;
+        let mut stored_cursor = stored;
+        let mut tick = tokio::time::interval(TICK);
+        let mut token = ServiceToken::default();
+        loop {
+            for (driver, position) in queue.due(Instant::now(), MAX_IN_FLIGHT - in_flight) {
+                in_flight += 1;
+                let request = self.request(&driver, &position, token.bearer(&self.config, &self.verifier));
+                let (upstream, done, metrics) = (self.upstream.clone(), done_tx.clone(), Arc::clone(&self.metrics));
+                self.tracker.spawn(async move {
+                    let outcome = send(&upstream, request, &metrics, &driver).await;
+                    let _ = done.send((driver, position.seq, outcome)).await;
+                });
+            }
+            let next = queue.next_due().map(tokio::time::Instant::from_std);
+            let wake = next.unwrap_or_else(|| tokio::time::Instant::now() + TICK);
+            tokio::select! {
+                Some((driver, seq, outcome)) = done_rx.recv() => {
+                    in_flight -= 1;
+                    queue.done(&driver, seq, outcome, Instant::now(), jitter());
+                }
+                changed = self.head.changed() => {
+                    if changed.is_err() {
+                        return Ok(());
+                    }
+                    self.read_on(&mut queue, &mut cursor).await?;
+                }
+                () = tokio::time::sleep_until(wake), if in_flight < MAX_IN_FLIGHT => {}
+                _ = tick.tick() => {
+                    self.read_on(&mut queue, &mut cursor).await?;
+                    self.metrics.forward_lag_ms.store(queue.lag(Instant::now()).as_millis() as u64, Relaxed);
+                    let at = queue.cursor();
+                    if stored_cursor != Some(at) {
+                        self.log.set_cursor(CURSOR, at).await?;
+                        stored_cursor = Some(at);
+                    }
+                    if !self.cluster.leads(Job::Forwarding).await? {
+                        tracing::info!("this node no longer runs forwarding");
+                        return Ok(());
+                    }
+                }
+                () = self.stop.cancelled() => {
+                    let _ = self.log.set_cursor(CURSOR, queue.cursor()).await;
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    /// Reads the stream after `cursor` into `queue`, to the head.
+    async fn read_on(&self, queue: &mut Queue, cursor: &mut Seq) -> Result<(), crate::storage::StorageError> {
+        loop {
+            let page = self.log.read_after(*cursor, PAGE).await?;
+            let now = Instant::now();
+            for ev in &page.events {
+                match serde_json::from_str::<StreamFields>(ev.json.get()) {
+                    Ok(fields) => queue.observe(&fields, now),
+                    Err(e) => tracing::error!(seq = ev.seq.0, error = %e, "stream event not forwardable"),
+                }
+                *cursor = ev.seq;
+            }
+            if page.events.len() < PAGE {
+                return Ok(());
+            }
+        }
+    }
+
+    fn request(&self, driver: &DriverId, p: &Position, bearer: String) -> Call {
+        let url = self.config.url.replace("{driverId}", &percent_encode(driver.as_str()));
+        let body =
+            Body { latitude: p.lat, longitude: p.lng, status: p.status, recorded_at: &p.recorded_at, seq: p.seq };
+        let body = serde_json::to_vec(&body).map(Bytes::from).unwrap_or_default();
+        Call { method: self.config.method.clone(), url, bearer, body }
+    }
+}
+
+/// One request, built.
+#[derive(Debug)]
+struct Call {
+    method: Method,
+    url: String,
+    bearer: String,
+    body: Bytes,
+}
+
+async fn send(upstream: &Upstream, call: Call, metrics: &Metrics, driver: &DriverId) -> Outcome {
+    let result = upstream.call(call.method, &call.url, &call.bearer, Some(call.body), REQUEST_TIMEOUT).await;
+    let outcome = match result {
+        Ok(s) if s.is_success() => Outcome::Delivered,
+        Ok(s) if s.as_u16() == 401 || s.as_u16() == 403 => {
+            tracing::error!(status = s.as_u16(), url = %call.url, "the backend refuses the forwarding token (FORWARD_TOKEN / JWT_SECRET); retrying");
+            Outcome::Retry
+        }
+        Ok(s) if s.is_client_error() => {
+            tracing::warn!(status = s.as_u16(), %driver, "the backend refused a forwarded position; skipped");
+            Outcome::Refused
+        }
+        Ok(_) => Outcome::Retry,
+        Err(CallError::BadRequest) => {
+            tracing::warn!(url = %call.url, %driver, "FORWARD_URL gives no valid URL for this driver; skipped");
+            Outcome::Refused
+        }
+        Err(_) => Outcome::Retry,
+    };
+    match (&result, outcome) {
+        (_, Outcome::Delivered) => {
+            metrics.forwarded.fetch_add(1, Relaxed);
+        }
+        (Ok(s), _) => {
+            metrics.forward_error(s.as_str());
+            if outcome == Outcome::Refused {
+                metrics.forward_skipped.fetch_add(1, Relaxed);
+            }
+        }
+        (Err(e), _) => {
+            metrics.forward_error(e.label());
+            if outcome == Outcome::Refused {
+                metrics.forward_skipped.fetch_add(1, Relaxed);
+            }
+        }
+    }
+    outcome
+}
+
+fn jitter() -> f64 {
+    let mut b = [0u8; 2];
+    getrandom::fill(&mut b).expect("the OS random source is available");
+    f64::from(u16::from_le_bytes(b)) / f64::from(u16::MAX)
+}
+
+/// The bearer of forwarded requests: `FORWARD_TOKEN`, or a service token
+/// minted when the last one is half-way to its `exp`.
+#[derive(Debug, Default)]
+struct ServiceToken {
+    minted: Option<(String, i64)>,
+}
+
+impl ServiceToken {
+    fn bearer(&mut self, config: &ForwardConfig, verifier: &TokenVerifier) -> String {
+        if let Some(t) = &config.token {
+            return t.clone();
+        }
+        let now = now_ms().div_euclid(1000);
+        match &self.minted {
+            Some((t, at)) if now < at + SERVICE_TOKEN_TTL / 2 => t.clone(),
+            _ => {
+                let claims = serde_json::json!({
+                    "id": "wecare-realtime", "role": "system", "iat": now, "exp": now + SERVICE_TOKEN_TTL,
+                });
+                let t = verifier.mint(&claims);
+                self.minted = Some((t.clone(), now));
+                t
+            }
+        }
+    }
+}
