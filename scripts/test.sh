@@ -1,13 +1,19 @@
 #!/usr/bin/env bash
 # Runs every test of the project: formatting and lints, the Rust unit,
-# integration, durability and fault tests, the interop suite (official
-# socket.io-client from npm against the built server binary), and the web
-# client and Map Command page (unit tests, then Chromium via playwright-core).
-# Installs what it needs itself (npm packages, Debian's chromium).
+# integration, durability, fault and cluster tests, the interop suite
+# (official socket.io-client from npm against the built server binary) on
+# the embedded store and again on PostgreSQL, and the web client and Map
+# Command page (unit tests, then Chromium via playwright-core).
+# Installs what it needs itself (npm packages, Debian's chromium,
+# postgresql and haproxy) and runs a private PostgreSQL instance for the
+# run (tests that stop or kill the database start their own).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 step() { printf '\n== %s\n' "$*"; }
+
+pg_dir=$(mktemp -d /tmp/wecare-test-pg.XXXXXX)
+trap 'scripts/pg-instance.sh stop "$pg_dir"' EXIT
 
 step "format and lints"
 cargo fmt --all -- --check
@@ -16,12 +22,19 @@ cargo clippy --workspace --all-targets --quiet -- -D warnings
 step "build (debug binary used by the interop suite)"
 cargo build --workspace --bins --quiet
 
+step "PostgreSQL for the tests (private instance)"
+pg_url=$(scripts/pg-instance.sh start "$pg_dir")
+echo "$pg_url"
+
 # Every suite is bounded: a hung test fails the run instead of holding CI.
 step "rust tests"
-timeout 1200 cargo test --workspace --quiet
+WECARE_TEST_DATABASE_URL="$pg_url" timeout 1500 cargo test --workspace --quiet
 
-step "interop suite (socket.io-client from npm)"
-(cd tests/interop && npm ci --no-audit --no-fund --loglevel=error && timeout 600 npm test)
+step "interop suite (socket.io-client from npm), embedded store"
+(cd tests/interop && npm ci --no-audit --no-fund --loglevel=error && timeout 900 npm test)
+
+step "interop suite again, every node on PostgreSQL"
+(cd tests/interop && WECARE_INTEROP_DATABASE_URL="$pg_url" timeout 900 npm test)
 
 step "web: client unit tests + Map Command page in Chromium (playwright-core)"
 (cd web && npm ci --no-audit --no-fund --loglevel=error && timeout 900 npm test)
