@@ -13,6 +13,7 @@ mod idle;
 mod load;
 mod process;
 mod report;
+mod sink;
 mod update_id;
 mod watcher;
 
@@ -27,10 +28,13 @@ use wecare_client::{CertificateProblem, ClientError, ConnectOptions, EventMode, 
 /// Simulated drivers and watchers against a running server.
 #[derive(clap::Args, Debug)]
 pub(crate) struct BenchArgs {
-    /// Base URL of the server under test, http:// or https://. Only loopback
-    /// hosts are accepted unless --allow-non-loopback is given.
-    #[arg(long, env = "BENCH_URL", default_value = "http://127.0.0.1:3000")]
-    url: String,
+    /// Base URL of the server under test, http:// or https://; several
+    /// nodes of one cluster as a comma-separated list (drivers and watchers
+    /// are spread over them, a watcher on another node than the driver of
+    /// the same index). Only loopback hosts are accepted unless
+    /// --allow-non-loopback is given.
+    #[arg(long, env = "BENCH_URL", default_value = "http://127.0.0.1:3000", value_delimiter = ',')]
+    url: Vec<String>,
     #[command(flatten)]
     tls: TlsArgs,
     /// HS256 key the server verifies tokens with (its JWT_SECRET).
@@ -61,9 +65,19 @@ pub(crate) struct BenchArgs {
     #[arg(long, env = "BENCH_WARMUP", default_value_t = 3)]
     warmup: u64,
     /// PID of the server process: report its CPU time per acked update and
-    /// per delivery, and its memory (reads /proc/PID/stat and status).
-    #[arg(long, env = "BENCH_SERVER_PID")]
-    server_pid: Option<u32>,
+    /// per delivery, and its memory (reads /proc/PID/stat and status);
+    /// several nodes' PIDs as a comma-separated list (summed).
+    #[arg(long, env = "BENCH_SERVER_PID", value_delimiter = ',')]
+    server_pid: Vec<u32>,
+    /// Run a stand-in for the WeCare backend's forwarding route on this
+    /// loopback address (e.g. 127.0.0.1:4999): it answers every request 200
+    /// after --sink-delay-ms and reports forwards per second. Start the
+    /// server with FORWARD_URL=http://ADDR/api/driver-locations/{driverId}.
+    #[arg(long, env = "BENCH_SINK")]
+    sink: Option<std::net::SocketAddr>,
+    /// How long the sink takes to answer, ms.
+    #[arg(long, env = "BENCH_SINK_DELAY_MS", default_value_t = 20)]
+    sink_delay_ms: u64,
     /// Separate mode: open this many idle authenticated connections, wait
     /// --settle seconds, and report server memory per connection. Requires
     /// --server-pid.
@@ -136,7 +150,8 @@ struct LoadConfig {
     pace: Pace,
     warmup: Duration,
     duration: Duration,
-    server_pid: Option<u32>,
+    server_pids: Vec<u32>,
+    sink: Option<sink::SinkConfig>,
     json: bool,
 }
 
@@ -154,7 +169,10 @@ struct IdleConfig {
 /// The server under test and how to get in.
 #[derive(Debug, Clone)]
 struct Target {
+    /// The first node (the only one for idle and catch-up runs).
     url: String,
+    /// Every node; clients are spread over them.
+    nodes: Vec<String>,
     jwt_secret: String,
     /// Trust for an https:// `url`.
     tls: TlsConfig,
@@ -178,21 +196,32 @@ impl TryFrom<BenchArgs> for Plan {
     type Error = anyhow::Error;
 
     fn try_from(args: BenchArgs) -> anyhow::Result<Self> {
-        let host = url_host(&args.url)?;
-        if !args.allow_non_loopback {
-            ensure!(
-                is_loopback(host),
-                "--url host {host:?} is not a loopback address; the bench only loads \
-                 servers on this machine unless --allow-non-loopback is given"
-            );
+        ensure!(!args.url.is_empty(), "--url must name a server");
+        for url in &args.url {
+            let host = url_host(url)?;
+            if !args.allow_non_loopback {
+                ensure!(
+                    is_loopback(host),
+                    "--url host {host:?} is not a loopback address; the bench only loads \
+                     servers on this machine unless --allow-non-loopback is given"
+                );
+            }
+        }
+        if let Some(sink) = args.sink {
+            ensure!(sink.ip().is_loopback(), "--sink must be a loopback address");
         }
         ensure!(!args.jwt_secret.is_empty(), "--jwt-secret must not be empty");
-        let target = Target { url: args.url, jwt_secret: args.jwt_secret, tls: args.tls.to_config()? };
+        let target = Target {
+            url: args.url[0].clone(),
+            nodes: args.url.clone(),
+            jwt_secret: args.jwt_secret,
+            tls: args.tls.to_config()?,
+        };
         if let Some(from) = args.catch_up_from {
             return Ok(Plan::CatchUp(CatchUpConfig { target, from }));
         }
         if let Some(connections) = args.idle_connections {
-            let Some(server_pid) = args.server_pid else {
+            let Some(&server_pid) = args.server_pid.first() else {
                 bail!("--idle-connections measures server memory and needs --server-pid");
             };
             ensure!(connections > 0, "--idle-connections must be at least 1");
@@ -224,9 +253,17 @@ impl TryFrom<BenchArgs> for Plan {
             pace,
             warmup: Duration::from_secs(args.warmup),
             duration: Duration::from_secs(args.duration),
-            server_pid: args.server_pid,
+            server_pids: args.server_pid,
+            sink: args.sink.map(|addr| sink::SinkConfig { addr, delay: Duration::from_millis(args.sink_delay_ms) }),
             json: args.json,
         }))
+    }
+}
+
+impl Target {
+    /// The node client number `i` connects to.
+    fn node(&self, i: usize) -> &str {
+        &self.nodes[i % self.nodes.len()]
     }
 }
 
@@ -256,14 +293,15 @@ fn mint_token(secret: &str, subject: &str, role: &str, valid_for: Duration) -> S
     wecare_server::dev_token(secret, &claims)
 }
 
-/// Connects one socket to `/locations` with `token`.
+/// Connects one socket to `/locations` of `url` (a node of `target`) with `token`.
 async fn connect(
     target: &Target,
+    url: &str,
     token: &str,
     event_mode: EventMode,
     event_buffer: usize,
 ) -> Result<(SocketClient, tokio::sync::mpsc::Receiver<ServerEvent>), ClientError> {
-    let mut opts = ConnectOptions::locations(&target.url, serde_json::json!({ "token": token }));
+    let mut opts = ConnectOptions::locations(url, serde_json::json!({ "token": token }));
     opts.tls = target.tls.clone();
     opts.event_mode = event_mode;
     opts.event_buffer = event_buffer;

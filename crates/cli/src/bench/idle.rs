@@ -42,7 +42,7 @@ pub(super) async fn run(config: IdleConfig) -> anyhow::Result<()> {
         .map(|i| {
             let token = mint_token(&config.target.jwt_secret, &format!("{prefix}-{i}"), role, valid_for);
             let target = config.target.clone();
-            async move { super::connect(&target, &token, EventMode::Raw, 16).await }
+            async move { super::connect(&target, &target.url, &token, EventMode::Raw, 16).await }
         })
         .buffer_unordered(CONNECT_CONCURRENCY);
     while let Some(result) = attempts.next().await {

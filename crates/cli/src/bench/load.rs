@@ -19,7 +19,7 @@ use super::driver::{self, ACK_TIMEOUT, DriverPlan, DriverStats};
 use super::process::{self, ProcessSample};
 use super::report::{LoadReport, ProcessDelta};
 use super::watcher::{self, WatchPlan, WatcherStats};
-use super::{LoadConfig, Pace, explain_connect_error, mint_token, spinner, update_id};
+use super::{LoadConfig, Pace, explain_connect_error, mint_token, sink, spinner, update_id};
 
 /// Sockets being connected at once.
 const CONNECT_CONCURRENCY: usize = 32;
@@ -77,6 +77,10 @@ pub(super) async fn run(config: LoadConfig) -> anyhow::Result<()> {
     let live = Arc::new(Live::default());
     let stop = CancellationToken::new();
     let bar = spinner();
+    let sink = match &config.sink {
+        Some(c) => Some(sink::Sink::start(c.clone(), stop.clone()).await?),
+        None => None,
+    };
 
     bar.set_message(format!("connecting {} watchers", config.watchers));
     let plan = WatchPlan { run: Arc::clone(&run), origin, window: Arc::clone(&window_cell) };
@@ -112,10 +116,12 @@ pub(super) async fn run(config: LoadConfig) -> anyhow::Result<()> {
         .collect();
 
     progress_until(&bar, &live, window_start, "warming up").await;
-    let before = sample(config.server_pid, ticks)?;
+    let before = sample(&config.server_pids, ticks)?;
+    let sink_before = sink.as_ref().map(sink::Sink::requests);
     let self_before = ProcessSample::read_self(ticks).ok();
     progress_until(&bar, &live, window_end, "measuring").await;
-    let after = sample(config.server_pid, ticks)?;
+    let after = sample(&config.server_pids, ticks)?;
+    let sink_after = sink.as_ref().map(sink::Sink::requests);
     let self_after = ProcessSample::read_self(ticks).ok();
 
     bar.set_message("waiting for outstanding acks");
@@ -147,7 +153,8 @@ pub(super) async fn run(config: LoadConfig) -> anyhow::Result<()> {
         (Some(before), Some(after)) => Some(ProcessDelta { before, after }),
         _ => None,
     };
-    let report = LoadReport::compute(&config, &driver_stats, &mut watcher_stats, server, bench);
+    let forwards = sink_before.zip(sink_after).map(|(b, a)| a - b);
+    let report = LoadReport::compute(&config, &driver_stats, &mut watcher_stats, server, bench, forwards);
     if config.json {
         println!("{}", report.to_json());
     } else {
@@ -179,7 +186,9 @@ async fn connect_watchers(
     let results: Vec<_> = stream::iter(0..config.watchers)
         .map(|i| async move {
             let token = mint_token(&config.target.jwt_secret, &format!("bench-w{i}"), "officer", valid_for);
-            let (client, events) = super::connect(&config.target, &token, EventMode::Raw, WATCHER_EVENT_BUFFER)
+            // Another node than the driver of the same index: across nodes.
+            let node = config.target.node(i as usize + 1);
+            let (client, events) = super::connect(&config.target, node, &token, EventMode::Raw, WATCHER_EVENT_BUFFER)
                 .await
                 .map_err(|e| explain_connect_error(e, &format!("watcher {i}")))?;
             let (ready_tx, ready_rx) = oneshot::channel();
@@ -225,7 +234,7 @@ async fn connect_drivers(config: &LoadConfig, run: &str, valid_for: Duration) ->
         .map(|i| async move {
             let token = mint_token(&config.target.jwt_secret, &format!("bench-drv-{i}"), "driver", valid_for);
             // Drivers get no stream events; a small buffer suffices.
-            super::connect(&config.target, &token, EventMode::Raw, 64)
+            super::connect(&config.target, config.target.node(i as usize), &token, EventMode::Raw, 64)
                 .await
                 .map(|(client, _events)| (i, client))
                 .map_err(|e| explain_connect_error(e, &format!("driver {i} ({run})")))
@@ -252,8 +261,17 @@ async fn connect_drivers(config: &LoadConfig, run: &str, valid_for: Duration) ->
 }
 
 /// Reads the server process, when a PID was given.
-fn sample(pid: Option<u32>, ticks: u64) -> anyhow::Result<Option<ProcessSample>> {
-    pid.map(|pid| ProcessSample::read(pid, ticks).with_context(|| format!("--server-pid {pid}"))).transpose()
+/// The server processes' CPU and memory, summed over the nodes.
+fn sample(pids: &[u32], ticks: u64) -> anyhow::Result<Option<ProcessSample>> {
+    let mut total: Option<ProcessSample> = None;
+    for &pid in pids {
+        let s = ProcessSample::read(pid, ticks).with_context(|| format!("--server-pid {pid}"))?;
+        total = Some(match total {
+            Some(t) => ProcessSample { cpu: t.cpu + s.cpu, rss_kib: t.rss_kib + s.rss_kib },
+            None => s,
+        });
+    }
+    Ok(total)
 }
 
 /// Updates the spinner with live rates until `deadline`.

@@ -83,6 +83,8 @@ pub(super) struct LoadReport {
     watcher_disconnects: Vec<String>,
     server: Option<ProcessDelta>,
     bench: Option<ProcessDelta>,
+    /// Requests the forwarding sink answered in the window.
+    forwards: Option<u64>,
 }
 
 impl LoadReport {
@@ -93,6 +95,7 @@ impl LoadReport {
         watchers: &mut [WatcherStats],
         server: Option<ProcessDelta>,
         bench: Option<ProcessDelta>,
+        forwards: Option<u64>,
     ) -> Self {
         let mut ack = histogram();
         let mut rejected = BTreeMap::new();
@@ -149,6 +152,7 @@ impl LoadReport {
             watcher_disconnects: watchers.iter().filter_map(|w| w.disconnected.clone()).collect(),
             server,
             bench,
+            forwards,
         }
     }
 
@@ -192,6 +196,7 @@ impl LoadReport {
                 "lost_driver_connections": self.lost_drivers,
             },
             "ack_latency": self.ack.to_json(),
+            "forwards": self.forwards.map(|n| json!({ "count": n, "per_sec": self.per_sec(n) })),
             "deliveries": {
                 "count": self.deliveries,
                 "per_sec": self.per_sec(self.deliveries),
@@ -237,6 +242,9 @@ impl LoadReport {
             self.duplicates,
         );
         println!("ack latency       {}", self.ack.to_text());
+        if let Some(n) = self.forwards {
+            println!("forwarded (sink)  {:>10.1} /s   ({n} requests)", self.per_sec(n));
+        }
         let rejected = if self.rejected.is_empty() {
             "none".to_owned()
         } else {
