@@ -44,8 +44,12 @@ pub(crate) struct SocketKey {
 
 /// A message between nodes. Best effort: what must not be lost (revocations,
 /// the stream) is in the database, and this only makes it take effect now.
+///
+/// Externally tagged (`{"notify": {…}}`) on purpose: an internally tagged
+/// enum is buffered before its variant is known, and a buffered
+/// [`RawValue`] cannot be read back, so every `Notify` was unreadable.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub(crate) enum BusMessage {
     /// Relay `event` to this node's sockets in `rooms`, then answer with
     /// [`BusMessage::Delivered`].
@@ -98,4 +102,31 @@ pub(crate) trait Cluster: Send + Sync + std::fmt::Debug + 'static {
     fn live_nodes(&self) -> BoxFuture<'_, Result<usize, StorageError>>;
     /// Whether this node's database connection accepts writes (`/readyz`).
     fn is_healthy(&self) -> bool;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_bus_message_reads_back() {
+        let data = RawValue::from_string(r#"{"rideId":9,"title":"x"}"#.to_owned()).unwrap();
+        let messages = [
+            BusMessage::Notify {
+                id: "n1".into(),
+                from: "node-a".into(),
+                rooms: vec!["user:42".into()],
+                event: "notification:new".into(),
+                data,
+            },
+            BusMessage::Delivered { id: "n1".into(), to: "node-a".into(), node: "node-b".into(), delivered: 2 },
+            BusMessage::Evict { node: "node-b".into(), sid: "s1".into() },
+            BusMessage::Revoked,
+        ];
+        for msg in messages {
+            let text = serde_json::to_string(&msg).unwrap();
+            let back: BusMessage = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{text}: {e}"));
+            assert_eq!(serde_json::to_string(&back).unwrap(), text);
+        }
+    }
 }
