@@ -35,7 +35,7 @@ pub(crate) async fn open(
         Some(url) => {
             let pg = parse_url(url)?;
             let log = PgLog::open(&pg).await?;
-            let cluster = PgCluster::start(&pg, tracker, stop).await?;
+            let cluster = PgCluster::start(&pg, log.writable_flag(), tracker, stop).await?;
             Ok(Backend { log: Arc::new(log), cluster })
         }
         None => {

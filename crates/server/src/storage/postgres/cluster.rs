@@ -50,6 +50,9 @@ pub(crate) struct PgCluster {
     commits: watch::Sender<u64>,
     wakeups: AtomicU64,
     healthy: AtomicBool,
+    /// The log's [`PgLog::writable_flag`](super::PgLog::writable_flag): a
+    /// renewed lease proves the node can write again.
+    log_writable: Arc<AtomicBool>,
 }
 
 impl PgCluster {
@@ -60,6 +63,7 @@ impl PgCluster {
     /// The database cannot be reached.
     pub(crate) async fn start(
         config: &Config,
+        log_writable: Arc<AtomicBool>,
         tracker: &TaskTracker,
         stop: CancellationToken,
     ) -> Result<Arc<Self>, StorageError> {
@@ -73,6 +77,7 @@ impl PgCluster {
             commits: watch::channel(0).0,
             wakeups: AtomicU64::new(0),
             healthy: AtomicBool::new(false),
+            log_writable,
         });
         this.renew_lease().await?;
         this.healthy.store(true, Ordering::Relaxed);
@@ -123,6 +128,9 @@ impl PgCluster {
             }
             // A lease renewal is a write: it says whether this node can write.
             self.healthy.store(renewed.is_ok(), Ordering::Relaxed);
+            if renewed.is_ok() {
+                self.log_writable.store(true, Ordering::Relaxed);
+            }
             beats += 1;
             if renewed.is_ok()
                 && beats.is_multiple_of(10)

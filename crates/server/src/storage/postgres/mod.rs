@@ -147,6 +147,8 @@ impl Prepared for Reader {
 pub(crate) struct PgLog {
     stream_id: String,
     head: Arc<AtomicU64>,
+    /// Whether this node's last write succeeded: a group commit, or the
+    /// lease renewal the cluster makes every second ([`Self::writable_flag`]).
     writable: Arc<AtomicBool>,
     damage: DamageCounter,
     writer: Slot<Writer>,
@@ -196,6 +198,15 @@ impl PgLog {
     async fn reader(&self) -> Result<Arc<Reader>, StorageError> {
         let i = self.next_reader.fetch_add(1, Ordering::Relaxed) % self.readers.len();
         self.readers[i].get().await
+    }
+
+    /// The flag behind [`EventLog::is_writable`], for the cluster's lease
+    /// heartbeat to set when a renewal (a write) succeeds: otherwise a node
+    /// whose commit failed while the database was down, and that takes no
+    /// events after (a load balancer skips it while `/readyz` is 503),
+    /// would never become ready again.
+    pub(crate) fn writable_flag(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.writable)
     }
 
     /// The node's view of the head moves forward with what it read or wrote.
