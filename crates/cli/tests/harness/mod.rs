@@ -1,6 +1,12 @@
 //! Shared by the CLI's integration tests: the real `wecare-rt serve` on a
-//! free loopback port with its own data folder, tokens, raw HTTP reads.
+//! free loopback port with its own data folder, tokens, raw HTTP reads; for
+//! the cluster tests ([`cluster`]) nodes on one PostgreSQL database, a
+//! round-robin TCP balancer and a watcher that checks what the server sends.
 #![allow(dead_code, unreachable_pub, clippy::unwrap_used)]
+
+pub mod balancer;
+pub mod cluster;
+pub mod strict_watcher;
 
 use std::net::{SocketAddr, TcpListener};
 use std::process::{Child, Command, Stdio};
@@ -90,6 +96,37 @@ impl Server {
         self.kill();
         self.spawn().await;
     }
+
+    /// SIGTERM, then waits (bounded) for the graceful shutdown to finish.
+    pub async fn terminate(&mut self) {
+        let Some(mut child) = self.child.take() else { return };
+        let sent = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+        assert!(sent.is_ok_and(|s| s.success()), "kill -TERM");
+        let exited = tokio::task::spawn_blocking(move || {
+            let deadline = std::time::Instant::now() + PATIENCE;
+            // A child's exit has no async event in std: poll it.
+            while std::time::Instant::now() < deadline {
+                if child.try_wait().unwrap().is_some() {
+                    return true;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+            false
+        });
+        assert!(exited.await.unwrap(), "the server did not stop within {PATIENCE:?} of SIGTERM");
+    }
+
+    /// Starts a stopped server again (same port, data folder and settings).
+    pub async fn start_again(&mut self) {
+        assert!(self.child.is_none(), "the server is still running");
+        self.spawn().await;
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
 }
 
 impl Drop for Server {
@@ -100,8 +137,23 @@ impl Drop for Server {
 
 /// One GET over loopback: (status, JSON body).
 pub async fn get(addr: SocketAddr, path: &str, bearer: &str) -> Option<(u16, Value)> {
-    let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
     let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {bearer}\r\nConnection: close\r\n\r\n");
+    request(addr, req).await
+}
+
+/// One POST of a JSON body over loopback: (status, JSON body).
+pub async fn post(addr: SocketAddr, path: &str, bearer: &str, body: &Value) -> Option<(u16, Value)> {
+    let body = body.to_string();
+    let req = format!(
+        "POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {bearer}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    request(addr, req).await
+}
+
+async fn request(addr: SocketAddr, req: String) -> Option<(u16, Value)> {
+    let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
     s.write_all(req.as_bytes()).await.ok()?;
     let mut raw = Vec::new();
     tokio::time::timeout(PATIENCE, s.read_to_end(&mut raw)).await.ok()?.ok()?;
@@ -114,6 +166,12 @@ pub async fn get(addr: SocketAddr, path: &str, bearer: &str) -> Option<(u16, Val
 /// Every `location:updated` the server stored, in `seq` order, read as a
 /// watcher through `GET /api/realtime/events` pages.
 pub async fn stored_locations(addr: SocketAddr) -> Vec<Value> {
+    stored_events(addr).await.into_iter().filter(|ev| ev["type"] == "location:updated").collect()
+}
+
+/// Every event of the stream (`{type, seq, ...}`), in `seq` order, read as
+/// a watcher through `GET /api/realtime/events` pages.
+pub async fn stored_events(addr: SocketAddr) -> Vec<Value> {
     let bearer = token("officer", "auditor", 600);
     let mut since = 0u64;
     let mut out = Vec::new();
@@ -127,9 +185,24 @@ pub async fn stored_locations(addr: SocketAddr) -> Vec<Value> {
         }
         for ev in events {
             since = ev["seq"].as_u64().expect("seq");
-            if ev["type"] == "location:updated" {
-                out.push(ev);
-            }
+            out.push(ev);
         }
+    }
+}
+
+/// Polls `cond` until it holds, for conditions no event announces (another
+/// process's state); fails the test after `limit`.
+pub async fn wait_until<F, Fut>(what: &str, limit: Duration, mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if cond().await {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "timed out after {limit:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
