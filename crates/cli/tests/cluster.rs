@@ -689,18 +689,11 @@ async fn a_notification_posted_to_one_node_reaches_sockets_on_the_other_and_is_c
     assert_eq!((status, reply["delivered"].clone()), (200, json!(0)), "{reply}");
 }
 
-/// Reproduces a presence bug (reported, not fixed: the fix is not local).
-/// A driver's socket opened or closed while PostgreSQL is down is never
-/// recorded: `presence::record` calls `Cluster::driver_socket_opened` /
-/// `driver_socket_closed` (increments of `driver_sockets.sockets`) and the
-/// `online` event once, and only logs when they fail. So a driver that
-/// connects during an outage is never announced online while its socket
-/// stays up (and if its `online` were retried, the sweep would announce it
-/// offline again: no socket of it is recorded), and one whose socket closes
-/// during an outage keeps `sockets > 0` on a live node and stays online for
-/// as long as that node lives.
+/// A driver's socket opened or closed while PostgreSQL is down is recorded
+/// once it is back (presence retries its changes in order): the driver that
+/// connected during the outage is announced online, the one that left is
+/// announced offline after the grace period.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "presence changes during a database outage are lost (see the doc comment)"]
 async fn presence_changes_made_while_postgresql_is_down_are_applied_once_it_is_back() {
     let pg = PgServer::private();
     let log = node_log("off");

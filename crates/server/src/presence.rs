@@ -83,16 +83,19 @@ async fn record(deps: PresenceDeps, mut rx: mpsc::Receiver<Change>) {
             c = rx.recv() => match c { Some(c) => c, None => return },
             () = deps.stop.cancelled() => return,
         };
+        // While the store is down, a change is retried until it is recorded
+        // (later changes wait behind it: an open and its close keep their
+        // order), so presence catches up once the store is back.
         match change {
             Change::Opened(driver) => {
-                if let Err(e) = deps.cluster.driver_socket_opened(&driver).await {
-                    tracing::warn!(error = %e, %driver, "socket not recorded; presence may lag");
+                if !retrying(&deps, "socket not recorded", || deps.cluster.driver_socket_opened(&driver)).await {
+                    return;
                 }
                 submit(&deps, NewEvent::online(driver, now_ms())).await;
             }
             Change::Closed(driver) => {
-                if let Err(e) = deps.cluster.driver_socket_closed(&driver).await {
-                    tracing::warn!(error = %e, %driver, "socket close not recorded; presence may lag");
+                if !retrying(&deps, "socket close not recorded", || deps.cluster.driver_socket_closed(&driver)).await {
+                    return;
                 }
                 let deps = deps.clone();
                 deps.tracker.clone().spawn(async move {
@@ -107,11 +110,35 @@ async fn record(deps: PresenceDeps, mut rx: mpsc::Receiver<Change>) {
     }
 }
 
-async fn submit(deps: &PresenceDeps, ev: NewEvent) {
-    if deps.sequencer.submit(vec![ev]).await.is_err() {
-        // The sweep tries again for offline; online follows the next fix's socket.
-        tracing::warn!("presence event not stored");
+/// Runs `op` until it succeeds (backing off to 2 s between tries); false
+/// when the server stopped first.
+async fn retrying<F, Fut, E>(deps: &PresenceDeps, what: &str, mut op: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), E>>,
+    E: std::fmt::Display,
+{
+    let mut delay = Duration::from_millis(100);
+    loop {
+        match op().await {
+            Ok(()) => return true,
+            Err(e) => tracing::warn!(error = %e, "{what}; retrying"),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            () = deps.stop.cancelled() => return false,
+        }
+        delay = (delay * 2).min(Duration::from_secs(2));
     }
+}
+
+/// Stores a presence event, retrying while the store is down.
+async fn submit(deps: &PresenceDeps, ev: NewEvent) {
+    let _ = retrying(deps, "presence event not stored", || {
+        let ev = ev.clone();
+        async move { deps.sequencer.submit(vec![ev]).await.map(drop) }
+    })
+    .await;
 }
 
 /// Announces offline the online drivers no node holds a socket of (see the

@@ -122,7 +122,11 @@ impl PgCluster {
                 () = tokio::time::sleep(HEARTBEAT) => {}
                 () = stop.cancelled() => break,
             }
-            let renewed = self.renew_lease().await;
+            // A database that hangs instead of refusing must still turn /readyz 503.
+            let renewed = match tokio::time::timeout(Duration::from_secs(3), self.renew_lease()).await {
+                Ok(r) => r,
+                Err(_) => Err(StorageError::Database("lease renewal timed out".into())),
+            };
             if let Err(e) = &renewed {
                 tracing::warn!(error = %e, "lease renewal failed");
             }
