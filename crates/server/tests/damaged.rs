@@ -62,7 +62,8 @@ async fn damaged_rows_are_reported_and_skipped_never_invented() {
 
     // A resuming watcher replays the good rows, then goes live.
     let (_w, mut wev) = server.connect(json!({ "token": officer, "lastSeq": 0 })).await;
-    let replayed: Vec<u64> = wev.stream_events(expected.len()).await.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+    let replayed: Vec<u64> =
+        wev.stream_events(expected.len()).await.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
     assert_eq!(replayed, expected);
     wev.next_named("sync:complete").await;
     let (d1, _) = server.driver("amb-1").await;
