@@ -104,11 +104,9 @@ impl Queue {
         }
         let d = self.drivers.entry(DriverId::new(ev.driver_id.clone())).or_default();
         match (ev.lat, ev.lng, &ev.recorded_at) {
-            (Some(lat), Some(lng), Some(recorded_at)) => {
-                // A late fix belongs on the trail, not in the backend's table.
-                if ev.outdated {
-                    return;
-                }
+            // A late (outdated) fix belongs on the trail, not in the
+            // backend's table; its status is handled below.
+            (Some(lat), Some(lng), Some(recorded_at)) if !ev.outdated => {
                 let status = ev.status.unwrap_or_default();
                 let p = Position { lat, lng, status, recorded_at: recorded_at.clone(), seq: ev.seq, received };
                 d.latest = Some(p.clone());
@@ -116,8 +114,12 @@ impl Queue {
             }
             _ => {
                 // A status change: the newest position with the new status;
-                // a driver with no position yet has nothing to send.
-                if let (Some(status), Some(latest)) = (ev.status, d.latest.as_mut()) {
+                // a driver with no position yet has nothing to send. A late
+                // fix still sets the current status (contract §3), so one
+                // that changes it is a status change too.
+                if let (Some(status), Some(latest)) = (ev.status, d.latest.as_mut())
+                    && (!ev.outdated || latest.status != status)
+                {
                     latest.status = status;
                     latest.seq = ev.seq;
                     latest.received = received;
@@ -278,6 +280,22 @@ mod tests {
         assert_eq!(q.owed(), 1);
         q.done(&DriverId::new("a"), Seq(1), Outcome::Refused, t, 1.0);
         assert_eq!(q.owed(), 0, "a refused fix is skipped");
+    }
+
+    #[test]
+    fn a_late_fix_that_changes_the_status_sends_the_newest_position_with_it() {
+        let t = Instant::now();
+        let mut q = Queue::new(Duration::ZERO, Seq::ZERO);
+        q.observe(&fix(1, "c", 7.0, false), t);
+        q.due(t, 10);
+        q.done(&DriverId::new("c"), Seq(1), Outcome::Delivered, t, 0.5);
+        q.observe(&fix(2, "c", 6.0, true), t);
+        assert!(q.due(t, 10).is_empty(), "a late fix with the same status: nothing to send");
+        let mut late = fix(3, "c", 5.0, true);
+        late.status = Some(DriverStatus::OnTrip);
+        q.observe(&late, t);
+        let due = q.due(t, 10);
+        assert_eq!((due[0].1.lat, due[0].1.status, due[0].1.seq), (7.0, DriverStatus::OnTrip, Seq(3)));
     }
 
     #[test]
