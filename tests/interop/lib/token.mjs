@@ -1,7 +1,7 @@
 // JWT minting for the interop suite: HS256 (and deliberately wrong variants)
 // with node:crypto only, shaped like the tokens the WeCare backend issues:
 // { id, email, role, driver_id?, exp, iat } with exp/iat in epoch SECONDS.
-import { createHmac, randomBytes } from 'node:crypto';
+import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 
 export function b64url(input) {
   const buf = Buffer.isBuffer(input) ? input : Buffer.from(input, 'utf8');
@@ -32,6 +32,31 @@ export function signJwt(payload, secret, { alg = 'HS256', header = {} } = {}) {
     sig = createHmac(hash, secret).update(signingInput).digest('base64url');
   }
   return `${signingInput}.${sig}`;
+}
+
+/**
+ * Verify an HS256 token as the WeCare backend does (jsonwebtoken's verify
+ * with its secret): the signature, `alg` HS256, and `exp`/`nbf` (epoch
+ * seconds) when present. Returns the claims, or null when it does not hold.
+ */
+export function verifyJwt(token, secret, { now = nowSeconds() } = {}) {
+  const parts = typeof token === 'string' ? token.split('.') : [];
+  if (parts.length !== 3) return null;
+  let header;
+  let claims;
+  try {
+    header = JSON.parse(Buffer.from(parts[0], 'base64url').toString('utf8'));
+    claims = JSON.parse(Buffer.from(parts[1], 'base64url').toString('utf8'));
+  } catch {
+    return null;
+  }
+  if (header?.alg !== 'HS256' || claims === null || typeof claims !== 'object') return null;
+  const expected = createHmac('sha256', secret).update(`${parts[0]}.${parts[1]}`).digest();
+  const given = Buffer.from(parts[2], 'base64url');
+  if (given.length !== expected.length || !timingSafeEqual(given, expected)) return null;
+  if (typeof claims.exp === 'number' && now >= claims.exp) return null;
+  if (typeof claims.nbf === 'number' && now < claims.nbf) return null;
+  return claims;
 }
 
 /**
