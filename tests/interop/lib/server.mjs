@@ -31,16 +31,20 @@ function psql(url, sql) {
   execFileSync('psql', ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '-d', url, '-c', sql], { stdio: ['ignore', 'ignore', 'pipe'] });
 }
 
-/** A fresh database on the test PostgreSQL server: { url, drop() }. */
-export function createDatabase(label = 'interop') {
-  if (!pgAdminUrl) throw new Error('no WECARE_INTEROP_DATABASE_URL');
+/**
+ * A fresh database on the test PostgreSQL server: { url, drop() }.
+ * `adminUrl`: another server's admin URL (e.g. a private instance a test
+ * started with scripts/pg-instance.sh) instead of WECARE_INTEROP_DATABASE_URL.
+ */
+export function createDatabase(label = 'interop', adminUrl = pgAdminUrl) {
+  if (!adminUrl) throw new Error('no WECARE_INTEROP_DATABASE_URL');
   dbCounter += 1;
   const name = `wecare_${label}_${process.pid}_${dbCounter}_${Math.floor(Math.random() * 1e6)}`;
-  psql(pgAdminUrl, `CREATE DATABASE ${name}`);
-  const u = new URL(pgAdminUrl);
+  psql(adminUrl, `CREATE DATABASE ${name}`);
+  const u = new URL(adminUrl);
   u.pathname = `/${name}`;
   const url = u.toString();
-  return { url, name, drop: () => { try { psql(pgAdminUrl, `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`); } catch { /* best effort */ } } };
+  return { url, name, drop: () => { try { psql(adminUrl, `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`); } catch { /* best effort */ } } };
 }
 const EXIT_TIMEOUT_MS = Number(process.env.WECARE_RT_EXIT_TIMEOUT_MS ?? 10_000);
 
@@ -233,16 +237,20 @@ export class Server {
  *  env: extra/overriding env vars (null removes one, e.g. JWT_SECRET: null)
  *  dataDir: reuse an existing dir (not removed by dispose)
  *  secret: JWT secret (default random; null = do not set JWT_SECRET)
+ *  databaseUrl: DATABASE_URL shared with other nodes (the caller owns the
+ *    database: dispose() does not drop it)
  */
 const databasesByDir = new Map();
 
-export async function startServer({ env = {}, dataDir, secret } = {}) {
+export async function startServer({ env = {}, dataDir, secret, databaseUrl } = {}) {
   const port = await freePort();
   const ownsDataDir = !dataDir;
   const dir = dataDir ?? tempDataDir();
   // A server given an existing data folder shares its store: on PostgreSQL
   // that is the database of the server it was made for.
-  const database = pgAdminUrl ? (dataDir ? databasesByDir.get(dataDir) : createDatabase()) : null;
+  const database = databaseUrl
+    ? { url: databaseUrl, drop: () => {} }
+    : pgAdminUrl ? (dataDir ? databasesByDir.get(dataDir) : createDatabase()) : null;
   const s = new Server({ port, dataDir: dir, secret: secret === undefined ? randomSecret() : secret, env, ownsDataDir, database });
   if (database && ownsDataDir) databasesByDir.set(dir, database);
   try {
