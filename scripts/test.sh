@@ -30,6 +30,9 @@ echo "$pg_url"
 step "rust tests"
 WECARE_TEST_DATABASE_URL="$pg_url" timeout 1500 cargo test --workspace --quiet
 
+step "HAProxy for the load-balancer test (Debian package)"
+./scripts/lb-test-setup.sh >/dev/null
+
 step "interop suite (socket.io-client from npm), embedded store"
 (cd tests/interop && npm ci --no-audit --no-fund --loglevel=error && timeout 900 npm test)
 
