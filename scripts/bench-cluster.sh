@@ -14,6 +14,7 @@ bin=./target/release/wecare-rt
 cargo build --release --bin wecare-rt --quiet
 
 work=$(mktemp -d /tmp/wecare-bench.XXXXXX)
+chmod 755 "$work"  # the private PostgreSQL runs as user postgres inside it
 pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done

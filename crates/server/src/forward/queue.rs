@@ -148,18 +148,6 @@ impl Queue {
         out
     }
 
-    /// When the next send may become due (to sleep until then).
-    pub(crate) fn next_due(&self) -> Option<Instant> {
-        self.drivers
-            .values()
-            .filter(|d| d.pending.is_some() && d.in_flight.is_none())
-            .map(|d| {
-                let spaced = d.last_start.map(|t| t + self.min_interval);
-                spaced.max(d.retry_at).unwrap_or_else(Instant::now)
-            })
-            .min()
-    }
-
     /// Records how the request for `driver` at `seq` ended.
     pub(crate) fn done(&mut self, driver: &DriverId, seq: Seq, outcome: Outcome, now: Instant, jitter: f64) {
         let Some(d) = self.drivers.get_mut(driver) else { return };
