@@ -48,7 +48,14 @@ export class DriverList {
     body.addEventListener('click', (ev) => {
       const row = (ev.target as HTMLElement).closest('tr');
       const id = row?.dataset.driverId;
-      if (!id) return;
+      if (!id || !row) return;
+      // Shown as selected at once, not at the next (scheduled) redraw: the
+      // map moves on this click, and the row must agree with it.
+      const previous = this.picked === null ? undefined : this.rows.get(this.picked);
+      previous?.setAttribute('aria-selected', 'false');
+      previous?.classList.remove('picked');
+      row.setAttribute('aria-selected', 'true');
+      row.classList.add('picked');
       this.picked = id;
       this.onPick(id);
       this.refresh();
