@@ -162,13 +162,13 @@ pub async fn serve(listener: TcpListener, config: ServerConfig, shutdown: Cancel
             log: Arc::clone(&log),
             cluster: Arc::clone(&cluster),
             head: stream.head.clone(),
-            upstream: upstream.clone(),
+            // Its own pool: its connections live on its own runtime.
+            upstream: upstream::Upstream::default(),
             verifier: verifier.clone(),
             metrics: Arc::clone(&metrics),
-            tracker: tracker.clone(),
             stop: stop.clone(),
         };
-        tracker.spawn(forwarder.run());
+        forward::spawn_isolated(forwarder, &tracker)?;
     }
     let origins = transport::origin::Origins::new(&config.allowed_origins);
     let state = Arc::new(AppState {

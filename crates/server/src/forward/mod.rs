@@ -101,8 +101,27 @@ pub(crate) struct Forwarder {
     pub(crate) upstream: Upstream,
     pub(crate) verifier: TokenVerifier,
     pub(crate) metrics: Arc<Metrics>,
-    pub(crate) tracker: TaskTracker,
     pub(crate) stop: CancellationToken,
+}
+
+/// Runs `forwarder` on a thread and runtime of its own until it stops:
+/// its HTTP work (a request per driver per interval) then never waits in
+/// the same task queues as the sockets' acks — forwarding must not slow
+/// ingest. `tracker` waits for the thread.
+///
+/// # Errors
+/// The thread or its runtime cannot be started.
+pub(crate) fn spawn_isolated(forwarder: Forwarder, tracker: &TaskTracker) -> std::io::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let (done, finished) = tokio::sync::oneshot::channel::<()>();
+    std::thread::Builder::new().name("wecare-forward".into()).spawn(move || {
+        runtime.block_on(forwarder.run());
+        let _ = done.send(());
+    })?;
+    tracker.spawn(async move {
+        let _ = finished.await;
+    });
+    Ok(())
 }
 
 impl Forwarder {
@@ -180,7 +199,7 @@ impl Forwarder {
                         let request = self.request(&driver, &position, token.bearer(&self.config, &self.verifier));
                         let (upstream, done, metrics) =
                             (self.upstream.clone(), done_tx.clone(), Arc::clone(&self.metrics));
-                        self.tracker.spawn(async move {
+                        tokio::spawn(async move {
                             let outcome = send(&upstream, request, &metrics, &driver).await;
                             let _ = done.send((driver, position.seq, outcome)).await;
                         });
