@@ -17,9 +17,11 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
 use hyper::Method;
 use serde::Serialize;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use wecare_proto::{DriverId, DriverStatus, Seq};
@@ -115,6 +117,7 @@ pub(crate) fn spawn_isolated(forwarder: Forwarder, tracker: &TaskTracker) -> std
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let (done, finished) = tokio::sync::oneshot::channel::<()>();
     std::thread::Builder::new().name("wecare-forward".into()).spawn(move || {
+        give_way_to_ingest();
         runtime.block_on(forwarder.run());
         let _ = done.send(());
     })?;
@@ -122,6 +125,22 @@ pub(crate) fn spawn_isolated(forwarder: Forwarder, tracker: &TaskTracker) -> std
         let _ = finished.await;
     });
     Ok(())
+}
+
+/// Lowers the calling thread's CPU priority (nice 10): when the cores are
+/// busy, the sockets' acks and deliveries get them first and forwarding —
+/// background work that coalesces anyway — waits. Where it cannot be
+/// lowered, forwarding runs at normal priority.
+fn give_way_to_ingest() {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: plain syscalls on integers; `gettid` names this thread,
+        // and Linux applies PRIO_PROCESS with a thread id to that thread.
+        let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, 10) };
+        if rc != 0 {
+            tracing::debug!(error = %std::io::Error::last_os_error(), "forwarding runs at normal priority");
+        }
+    }
 }
 
 impl Forwarder {
@@ -170,8 +189,9 @@ impl Forwarder {
         self.read_on(&mut queue, &mut cursor).await?;
         tracing::info!(from = start.0, to = cursor.0, owed = queue.owed(), "forwarding");
 
-        let (done_tx, mut done_rx) = mpsc::channel::<(DriverId, Seq, Outcome)>(MAX_IN_FLIGHT);
-        let mut in_flight = 0usize;
+        // The requests in flight, polled here: no task or channel per request.
+        let mut sends = FuturesUnordered::new();
+        let url = UrlTemplate::new(&self.config.url);
         let mut stored_cursor = stored;
         let mut tick = tokio::time::interval(TICK);
         // Work is done in rounds, not per event: a round reads what was
@@ -185,23 +205,22 @@ impl Forwarder {
         let mut token = ServiceToken::default();
         loop {
             tokio::select! {
-                Some((driver, seq, outcome)) = done_rx.recv() => {
-                    in_flight -= 1;
-                    queue.done(&driver, seq, outcome, Instant::now(), jitter());
+                Some((driver, seq, outcome)) = sends.next(), if !sends.is_empty() => {
+                    // Jitter only spreads retries: no random draw (a syscall) per delivery.
+                    let spread = if outcome == Outcome::Retry { jitter() } else { 0.5 };
+                    queue.done(&driver, seq, outcome, Instant::now(), spread);
                 }
                 _ = round.tick() => {
                     if *self.head.borrow() > cursor && last_read.elapsed() >= READ_EVERY {
                         last_read = tokio::time::Instant::now();
                         self.read_on(&mut queue, &mut cursor).await?;
                     }
-                    for (driver, position) in queue.due(Instant::now(), MAX_IN_FLIGHT - in_flight) {
-                        in_flight += 1;
-                        let request = self.request(&driver, &position, token.bearer(&self.config, &self.verifier));
-                        let (upstream, done, metrics) =
-                            (self.upstream.clone(), done_tx.clone(), Arc::clone(&self.metrics));
-                        tokio::spawn(async move {
-                            let outcome = send(&upstream, request, &metrics, &driver).await;
-                            let _ = done.send((driver, position.seq, outcome)).await;
+                    for (driver, position) in queue.due(Instant::now(), MAX_IN_FLIGHT - sends.len()) {
+                        let call = self.request(&url, &driver, &position, token.bearer(&self.config, &self.verifier));
+                        let (upstream, metrics) = (&self.upstream, &*self.metrics);
+                        sends.push(async move {
+                            let outcome = send(upstream, call, metrics, &driver).await;
+                            (driver, position.seq, outcome)
                         });
                     }
                 }
@@ -246,12 +265,29 @@ impl Forwarder {
         }
     }
 
-    fn request(&self, driver: &DriverId, p: &Position, bearer: String) -> Call {
-        let url = self.config.url.replace("{driverId}", &percent_encode(driver.as_str()));
+    fn request(&self, url: &UrlTemplate, driver: &DriverId, p: &Position, bearer: String) -> Call {
+        let url = url.for_driver(driver);
         let body =
             Body { latitude: p.lat, longitude: p.lng, status: p.status, recorded_at: &p.recorded_at, seq: p.seq };
         let body = serde_json::to_vec(&body).map(Bytes::from).unwrap_or_default();
         Call { method: self.config.method.clone(), url, bearer, body }
+    }
+}
+
+/// `FORWARD_URL` split at its `{driverId}` placeholders, once.
+#[derive(Debug)]
+struct UrlTemplate {
+    parts: Vec<String>,
+}
+
+impl UrlTemplate {
+    fn new(template: &str) -> Self {
+        Self { parts: template.split("{driverId}").map(str::to_owned).collect() }
+    }
+
+    /// The URL for `driver`, its id percent-encoded.
+    fn for_driver(&self, driver: &DriverId) -> String {
+        self.parts.join(percent_encode(driver.as_str()).as_str())
     }
 }
 
@@ -333,5 +369,17 @@ impl ServiceToken {
                 t
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_url_template_takes_the_encoded_driver_id_at_every_placeholder() {
+        let t = UrlTemplate::new("http://b/api/driver-locations/{driverId}?d={driverId}");
+        assert_eq!(t.for_driver(&DriverId::new("a/7")), "http://b/api/driver-locations/a%2F7?d=a%2F7");
+        assert_eq!(UrlTemplate::new("http://b/x").for_driver(&DriverId::new("a")), "http://b/x");
     }
 }

@@ -8,7 +8,7 @@
 //! older one that was not sent yet, and a driver's sends start in `seq`
 //! order, so the backend never gets an older fix after a newer one.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
@@ -72,6 +72,9 @@ struct Driver {
 #[derive(Debug)]
 pub(crate) struct Queue {
     drivers: HashMap<DriverId, Driver>,
+    /// The drivers with a pending position: what [`Queue::due`] looks at,
+    /// so a round costs the owed drivers, not the whole fleet.
+    owed: HashSet<DriverId>,
     min_interval: Duration,
     /// Everything at or below this was read (and is owed or done).
     read_through: Seq,
@@ -82,16 +85,17 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 impl Queue {
     pub(crate) fn new(min_interval: Duration, read_through: Seq) -> Self {
-        Self { drivers: HashMap::new(), min_interval, read_through }
+        Self { drivers: HashMap::new(), owed: HashSet::new(), min_interval, read_through }
     }
 
     /// A driver's newest position as the store knows it (at start, from
     /// the snapshot): a later status change is sent with it. `owed` makes
     /// it pending too (first start: every driver's position is sent once).
     pub(crate) fn know(&mut self, driver: DriverId, position: Position, owed: bool) {
-        let d = self.drivers.entry(driver).or_default();
+        let d = self.drivers.entry(driver.clone()).or_default();
         if owed {
             d.pending = Some(position.clone());
+            self.owed.insert(driver);
         }
         d.latest = Some(position);
     }
@@ -102,7 +106,8 @@ impl Queue {
         if ev.online.is_some() {
             return;
         }
-        let d = self.drivers.entry(DriverId::new(ev.driver_id.clone())).or_default();
+        let id = DriverId::new(ev.driver_id.clone());
+        let d = self.drivers.entry(id.clone()).or_default();
         match (ev.lat, ev.lng, &ev.recorded_at) {
             // A late (outdated) fix belongs on the trail, not in the
             // backend's table; its status is handled below.
@@ -111,6 +116,7 @@ impl Queue {
                 let p = Position { lat, lng, status, recorded_at: recorded_at.clone(), seq: ev.seq, received };
                 d.latest = Some(p.clone());
                 d.pending = Some(p);
+                self.owed.insert(id);
             }
             _ => {
                 // A status change: the newest position with the new status;
@@ -124,26 +130,37 @@ impl Queue {
                     latest.seq = ev.seq;
                     latest.received = received;
                     d.pending = Some(latest.clone());
+                    self.owed.insert(id);
                 }
             }
         }
     }
 
-    /// The positions that may be sent now (marked in flight).
+    /// The positions that may be sent now, at most `limit`, the longest
+    /// owed first (marked in flight). A backend slower than the fleet then
+    /// still gets every driver in turn, never the same few.
     pub(crate) fn due(&mut self, now: Instant, limit: usize) -> Vec<(DriverId, Position)> {
-        let mut out = Vec::new();
-        for (id, d) in &mut self.drivers {
-            if out.len() >= limit {
-                break;
-            }
+        let mut ready: Vec<(Seq, &DriverId)> = Vec::new();
+        for id in &self.owed {
+            let Some(d) = self.drivers.get(id) else { continue };
             let Some(p) = &d.pending else { continue };
             let spaced = d.last_start.is_none_or(|t| now >= t + self.min_interval);
             let backed_off = d.retry_at.is_none_or(|t| now >= t);
             if d.in_flight.is_none() && spaced && backed_off {
-                d.in_flight = Some(p.seq);
-                d.last_start = Some(now);
-                out.push((id.clone(), p.clone()));
+                ready.push((p.seq, id));
             }
+        }
+        if ready.len() > limit {
+            ready.select_nth_unstable_by_key(limit, |(seq, _)| *seq);
+            ready.truncate(limit);
+        }
+        let mut out = Vec::with_capacity(ready.len());
+        for (_, id) in ready {
+            let Some(d) = self.drivers.get_mut(id) else { continue };
+            let Some(p) = &d.pending else { continue };
+            d.in_flight = Some(p.seq);
+            d.last_start = Some(now);
+            out.push((id.clone(), p.clone()));
         }
         out
     }
@@ -159,6 +176,7 @@ impl Queue {
                 // A newer position that arrived meanwhile stays owed.
                 if d.pending.as_ref().is_some_and(|p| p.seq == seq) {
                     d.pending = None;
+                    self.owed.remove(driver);
                 }
             }
             Outcome::Retry => {
@@ -192,7 +210,7 @@ impl Queue {
 
     /// Positions owed (for tests and logs).
     pub(crate) fn owed(&self) -> usize {
-        self.drivers.values().filter(|d| d.pending.is_some()).count()
+        self.owed.len()
     }
 }
 
@@ -254,6 +272,29 @@ mod tests {
         assert!(q.due(t + Duration::from_millis(500), 10).is_empty(), "not before the interval");
         let due = q.due(t + Duration::from_secs(1), 10);
         assert_eq!(due[0].1.seq, Seq(2));
+    }
+
+    #[test]
+    fn a_slow_backend_still_gets_every_driver_in_turn() {
+        let t = Instant::now();
+        let mut q = Queue::new(Duration::ZERO, Seq::ZERO);
+        let mut seq = 0;
+        for driver in ["a", "b", "c", "d"] {
+            seq += 1;
+            q.observe(&fix(seq, driver, 1.0, false), t);
+        }
+        // Room for one request at a time; every sent driver reports again.
+        let mut served = Vec::new();
+        for _ in 0..4 {
+            let due = q.due(t, 1);
+            assert_eq!(due.len(), 1);
+            let (id, p) = &due[0];
+            served.push(id.as_str().to_owned());
+            q.done(id, p.seq, Outcome::Delivered, t, 0.5);
+            seq += 1;
+            q.observe(&fix(seq, id.as_str(), 2.0, false), t);
+        }
+        assert_eq!(served, ["a", "b", "c", "d"], "the longest owed first, nobody twice before all once");
     }
 
     #[test]
