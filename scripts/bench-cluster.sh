@@ -2,7 +2,8 @@
 # The issue-8/9 benchmarks, in one run: durable acks per second and p99 ack /
 # delivery latency for the embedded SQLite node and for 1, 2 and 3 nodes on
 # one PostgreSQL (a private instance on this machine), then forwarding's
-# cost (1000 drivers at 1 Hz to a sink answering in 20 ms). Prints every
+# cost (scripts/bench-forwarding.sh: 1000 drivers at 1 Hz to a sink answering
+# in 20 ms, five pairs with and without). Prints every
 # bench report; figures go to docs/benchmarks.md by hand.
 #
 #   scripts/bench-cluster.sh [DURATION_SECS]
@@ -71,10 +72,4 @@ run_case pg2 2 pg
 run_case pg3 3 pg
 
 echo "### forwarding: 1000 drivers at 1 Hz + 10 watchers, without and with forwarding to a 20 ms sink"
-start_node fwd-off
-bench --url "$NODE_URL" --server-pid "$NODE_PID" --drivers 1000 --watchers 10 --rate 1
-stop_nodes
-sink=127.0.0.1:$((port + 50))
-start_node fwd-on FORWARD_URL="http://$sink/api/driver-locations/{driverId}"
-bench --url "$NODE_URL" --server-pid "$NODE_PID" --drivers 1000 --watchers 10 --rate 1 --sink "$sink" --sink-delay-ms 20
-stop_nodes
+scripts/bench-forwarding.sh 5 "$duration"

@@ -1,6 +1,7 @@
 //! The load run: connect watchers, then drivers; warm up; measure; drain
 //! outstanding acks and deliveries (bounded); then report.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -117,10 +118,12 @@ pub(super) async fn run(config: LoadConfig) -> anyhow::Result<()> {
 
     progress_until(&bar, &live, window_start, "warming up").await;
     let before = sample(&config.server_pids, ticks)?;
+    let threads_before = sample_threads(&config.server_pids, ticks);
     let sink_before = sink.as_ref().map(sink::Sink::requests);
     let self_before = ProcessSample::read_self(ticks).ok();
     progress_until(&bar, &live, window_end, "measuring").await;
     let after = sample(&config.server_pids, ticks)?;
+    let threads_after = sample_threads(&config.server_pids, ticks);
     let sink_after = sink.as_ref().map(sink::Sink::requests);
     let self_after = ProcessSample::read_self(ticks).ok();
 
@@ -154,7 +157,17 @@ pub(super) async fn run(config: LoadConfig) -> anyhow::Result<()> {
         _ => None,
     };
     let forwards = sink_before.zip(sink_after).map(|(b, a)| a - b);
-    let report = LoadReport::compute(&config, &driver_stats, &mut watcher_stats, server, bench, forwards);
+    let threads = threads_before.zip(threads_after).map(|(before, after)| {
+        after
+            .into_iter()
+            .map(|(name, cpu)| {
+                let was = before.get(&name).copied().unwrap_or_default();
+                (name, cpu.saturating_sub(was))
+            })
+            .collect()
+    });
+    let report = LoadReport::compute(&config, &driver_stats, &mut watcher_stats, server, bench, forwards)
+        .with_server_threads(threads);
     if config.json {
         println!("{}", report.to_json());
     } else {
@@ -272,6 +285,18 @@ fn sample(pids: &[u32], ticks: u64) -> anyhow::Result<Option<ProcessSample>> {
         });
     }
     Ok(total)
+}
+
+/// CPU time per thread name, summed over the server processes; `None`
+/// when a `/proc/PID/task` cannot be read (the figure is then left out).
+fn sample_threads(pids: &[u32], ticks: u64) -> Option<BTreeMap<String, Duration>> {
+    let mut total = BTreeMap::<String, Duration>::new();
+    for &pid in pids {
+        for (name, cpu) in process::thread_cpu(pid, ticks).ok()? {
+            *total.entry(name).or_default() += cpu;
+        }
+    }
+    (!pids.is_empty()).then_some(total)
 }
 
 /// Updates the spinner with live rates until `deadline`.

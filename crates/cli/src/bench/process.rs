@@ -1,6 +1,7 @@
 //! Samples of a process's CPU time and resident memory from `/proc` (Linux),
 //! to put the server's cost next to the load that caused it.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -36,6 +37,28 @@ impl ProcessSample {
         let cpu = Duration::from_secs(ticks / tps) + Duration::from_nanos((ticks % tps) * 1_000_000_000 / tps);
         Ok(Self { cpu, rss_kib })
     }
+}
+
+/// CPU time per thread name of a process (`/proc/<pid>/task/*/stat`),
+/// threads of the same name summed: where a server's CPU goes (the socket
+/// runtime, the SQLite writer, the forwarder). Threads that end between two
+/// samples drop out of both.
+pub(super) fn thread_cpu(pid: u32, clock_ticks_per_sec: u64) -> anyhow::Result<BTreeMap<String, Duration>> {
+    let dir = format!("/proc/{pid}/task");
+    let mut by_name = BTreeMap::<String, u64>::new();
+    for entry in std::fs::read_dir(&dir).with_context(|| format!("reading {dir}"))? {
+        let Ok(stat) = std::fs::read_to_string(entry?.path().join("stat")) else { continue };
+        let Some(name) = comm(&stat) else { continue };
+        *by_name.entry(name.to_owned()).or_default() += cpu_ticks(&stat)?;
+    }
+    let tps = clock_ticks_per_sec.max(1);
+    Ok(by_name.into_iter().map(|(name, ticks)| (name, Duration::from_micros(ticks * 1_000_000 / tps))).collect())
+}
+
+/// The command (thread) name of a `/proc/.../stat` line: between the first
+/// `(` and the last `)`.
+fn comm(stat: &str) -> Option<&str> {
+    Some(&stat[stat.find('(')? + 1..stat.rfind(')')?])
 }
 
 /// `utime + stime` (fields 14 and 15) of a `/proc/<pid>/stat` line. The
@@ -83,6 +106,19 @@ mod tests {
         let stat = "4242 (wecare rt (x)) S 1 4242 4242 0 -1 4194560 1000 0 0 0 \
                     250 75 0 0 20 0 9 0 12345 1000000 2000 18446744073709551615";
         assert_eq!(cpu_ticks(stat).expect("valid stat"), 325);
+    }
+
+    #[test]
+    fn the_thread_name_may_hold_spaces_and_parentheses() {
+        assert_eq!(comm("7 (wecare-forward) S 1"), Some("wecare-forward"));
+        assert_eq!(comm("7 (a (b) c) S 1"), Some("a (b) c"));
+        assert_eq!(comm("no parens"), None);
+    }
+
+    #[test]
+    fn own_threads_can_be_sampled() {
+        let threads = thread_cpu(std::process::id(), clock_ticks_per_sec()).expect("/proc/PID/task");
+        assert!(!threads.is_empty());
     }
 
     #[test]

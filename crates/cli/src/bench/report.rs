@@ -85,6 +85,8 @@ pub(super) struct LoadReport {
     bench: Option<ProcessDelta>,
     /// Requests the forwarding sink answered in the window.
     forwards: Option<u64>,
+    /// The server's CPU time in the window per thread name.
+    server_threads: Option<BTreeMap<String, Duration>>,
 }
 
 impl LoadReport {
@@ -153,7 +155,27 @@ impl LoadReport {
             server,
             bench,
             forwards,
+            server_threads: None,
         }
+    }
+
+    /// Adds the server's CPU time per thread name.
+    pub(super) fn with_server_threads(mut self, threads: Option<BTreeMap<String, Duration>>) -> Self {
+        self.server_threads = threads;
+        self
+    }
+
+    /// The server's threads by CPU use, busiest first, % of one core (those
+    /// under 0.05% left out).
+    fn thread_percents(&self) -> Vec<(&str, f64)> {
+        let Some(threads) = &self.server_threads else { return Vec::new() };
+        let mut out: Vec<(&str, f64)> = threads
+            .iter()
+            .map(|(name, cpu)| (name.as_str(), cpu.as_secs_f64() * 100.0 / self.window_secs.max(1e-9)))
+            .filter(|(_, pct)| *pct >= 0.05)
+            .collect();
+        out.sort_by(|a, b| b.1.total_cmp(&a.1));
+        out
     }
 
     fn per_sec(&self, count: u64) -> f64 {
@@ -213,6 +235,7 @@ impl LoadReport {
                 "cpu_ms_per_acked_update": self.cpu_ms_per_update(),
                 "cpu_us_per_delivery": self.cpu_us_per_delivery(),
                 "rss": rss(self.server),
+                "threads_core_pct": self.thread_percents().into_iter().collect::<BTreeMap<_, _>>(),
             })),
             "bench": self.bench.map(|_| json!({
                 "cpu_core_pct": self.core_percent(self.bench),
@@ -293,6 +316,11 @@ impl LoadReport {
                 opt(self.cpu_ms_per_update(), "ms"),
                 opt(self.cpu_us_per_delivery(), "µs"),
             );
+            let threads = self.thread_percents();
+            if !threads.is_empty() {
+                let threads: Vec<String> = threads.iter().map(|(name, pct)| format!("{name} {pct:.1}%")).collect();
+                println!("  by thread       {}", threads.join(", "));
+            }
             println!("server rss        {} (window start {})", mib(server.after.rss_kib), mib(server.before.rss_kib),);
         }
         if let Some(bench) = self.bench {
