@@ -11,9 +11,8 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
-use wecare_server::{
-    AuthCheckConfig, DEFAULT_DEV_ORIGINS, DEFAULT_WATCHER_ROLES, ForwardConfig, Method, ServerConfig, split_list,
-};
+use wecare_server::defaults as d;
+use wecare_server::{AuthCheckConfig, ForwardConfig, Method, ServerConfig, split_list};
 
 mod bench;
 mod progress;
@@ -61,7 +60,7 @@ struct ServeArgs {
     #[arg(long, env = "HOST", default_value = "0.0.0.0")]
     host: String,
     /// Folder of the embedded store (created if missing).
-    #[arg(long, env = "DATA_DIR", default_value = "./data")]
+    #[arg(long, env = "DATA_DIR", default_value = d::DATA_DIR)]
     data_dir: PathBuf,
     /// `postgres://user@host:port/db`: keep the stream in PostgreSQL, shared
     /// by any number of nodes, instead of the embedded store in DATA_DIR.
@@ -82,28 +81,28 @@ struct ServeArgs {
     #[arg(long, env = "NODE_ENV")]
     node_env: Option<String>,
     /// Comma-separated roles that receive the stream.
-    #[arg(long, env = "WATCHER_ROLES", default_value = DEFAULT_WATCHER_ROLES)]
+    #[arg(long, env = "WATCHER_ROLES", default_value = d::WATCHER_ROLES)]
     watcher_roles: String,
     /// Seconds of grace on token `exp` and `nbf`.
-    #[arg(long, env = "JWT_LEEWAY_SECONDS", default_value_t = 0)]
+    #[arg(long, env = "JWT_LEEWAY_SECONDS", default_value_t = d::JWT_LEEWAY_SECONDS)]
     jwt_leeway_seconds: u64,
     /// Engine.IO ping interval, ms.
-    #[arg(long, env = "PING_INTERVAL_MS", default_value_t = 25_000)]
+    #[arg(long, env = "PING_INTERVAL_MS", default_value_t = d::PING_INTERVAL_MS)]
     ping_interval_ms: u64,
     /// Engine.IO ping timeout, ms.
-    #[arg(long, env = "PING_TIMEOUT_MS", default_value_t = 20_000)]
+    #[arg(long, env = "PING_TIMEOUT_MS", default_value_t = d::PING_TIMEOUT_MS)]
     ping_timeout_ms: u64,
     /// Sustained fixes per second per driver (bursts allow a 1000-fix batch).
-    #[arg(long, env = "RATE_LIMIT_PER_SEC", default_value_t = 20)]
+    #[arg(long, env = "RATE_LIMIT_PER_SEC", default_value_t = d::RATE_LIMIT_PER_SEC)]
     rate_limit_per_sec: u32,
     /// How long a driver's last socket must be gone before it is offline, ms.
-    #[arg(long, env = "PRESENCE_GRACE_MS", default_value_t = 15_000)]
+    #[arg(long, env = "PRESENCE_GRACE_MS", default_value_t = d::PRESENCE_GRACE_MS)]
     presence_grace_ms: u64,
     /// How long before `exp` a socket is sent `auth:expiring`, ms.
-    #[arg(long, env = "AUTH_EXPIRY_WARNING_MS", default_value_t = 60_000)]
+    #[arg(long, env = "AUTH_EXPIRY_WARNING_MS", default_value_t = d::AUTH_EXPIRY_WARNING_MS)]
     auth_expiry_warning_ms: u64,
     /// Hours of events kept in the stream (fractions allowed, e.g. 0.001).
-    #[arg(long, env = "RETENTION_HOURS", default_value_t = 24.0)]
+    #[arg(long, env = "RETENTION_HOURS", default_value_t = d::RETENTION_HOURS)]
     retention_hours: f64,
     /// Service secret of POST /api/realtime/notify (route off when unset).
     #[arg(long, env = "NOTIFY_SECRET", hide_env_values = true)]
@@ -112,14 +111,14 @@ struct ServeArgs {
     #[arg(long, env = "WEB_DIR", default_value = "web/dist")]
     web_dir: PathBuf,
     /// How long a new connection may take to join /locations, ms.
-    #[arg(long, env = "HANDSHAKE_TIMEOUT_MS", default_value_t = 10_000)]
+    #[arg(long, env = "HANDSHAKE_TIMEOUT_MS", default_value_t = d::HANDSHAKE_TIMEOUT_MS)]
     handshake_timeout_ms: u64,
     /// Sockets one user may hold open; opening one more closes the oldest.
-    #[arg(long, env = "MAX_CONNECTIONS_PER_USER", default_value_t = 5)]
+    #[arg(long, env = "MAX_CONNECTIONS_PER_USER", default_value_t = d::MAX_CONNECTIONS_PER_USER)]
     max_connections_per_user: usize,
     /// On SIGTERM: how long finishing the accepted events and closing the
     /// sockets may take, ms.
-    #[arg(long, env = "SHUTDOWN_GRACE_MS", default_value_t = 10_000)]
+    #[arg(long, env = "SHUTDOWN_GRACE_MS", default_value_t = d::SHUTDOWN_GRACE_MS)]
     shutdown_grace_ms: u64,
     /// Forward each driver's newest position to the WeCare backend: a URL
     /// template, `{driverId}` replaced (URL-encoded), e.g.
@@ -127,25 +126,25 @@ struct ServeArgs {
     #[arg(long, env = "FORWARD_URL")]
     forward_url: Option<String>,
     /// HTTP method of forwarded positions.
-    #[arg(long, env = "FORWARD_METHOD", default_value = "PUT")]
+    #[arg(long, env = "FORWARD_METHOD", default_value = d::FORWARD_METHOD)]
     forward_method: String,
     /// Bearer token of forwarded positions; unset: a short-lived service
     /// token signed with JWT_SECRET ({ id: "wecare-realtime", role: "system" }).
     #[arg(long, env = "FORWARD_TOKEN", hide_env_values = true)]
     forward_token: Option<String>,
     /// At most one forward per driver per this many ms.
-    #[arg(long, env = "FORWARD_MIN_INTERVAL_MS", default_value_t = 1_000)]
+    #[arg(long, env = "FORWARD_MIN_INTERVAL_MS", default_value_t = d::FORWARD_MIN_INTERVAL_MS)]
     forward_min_interval_ms: u64,
     /// Check tokens with the WeCare backend (e.g. its GET /api/auth/me):
     /// 401/403 means revoked. Off when unset.
     #[arg(long, env = "AUTH_CHECK_URL")]
     auth_check_url: Option<String>,
     /// How long a backend answer holds; live sockets are checked again after, ms.
-    #[arg(long, env = "AUTH_CHECK_INTERVAL_MS", default_value_t = 60_000)]
+    #[arg(long, env = "AUTH_CHECK_INTERVAL_MS", default_value_t = d::AUTH_CHECK_INTERVAL_MS)]
     auth_check_interval_ms: u64,
     /// When the backend cannot be reached: `open` judges tokens by signature
     /// and exp alone, `closed` refuses them.
-    #[arg(long, env = "AUTH_CHECK_FAIL", default_value = "open", value_parser = ["open", "closed"])]
+    #[arg(long, env = "AUTH_CHECK_FAIL", default_value = d::AUTH_CHECK_FAIL, value_parser = ["open", "closed"])]
     auth_check_fail: String,
 }
 
@@ -170,7 +169,7 @@ struct TokenArgs {
     #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
     jwt_secret: Option<String>,
     /// Data folder holding the generated dev secret.
-    #[arg(long, env = "DATA_DIR", default_value = "./data")]
+    #[arg(long, env = "DATA_DIR", default_value = d::DATA_DIR)]
     data_dir: PathBuf,
 }
 
@@ -258,7 +257,7 @@ fn serve_config(args: &ServeArgs) -> anyhow::Result<ServerConfig> {
         data_dir: args.data_dir.clone(),
         database_url,
         jwt_secret,
-        allowed_origins: split_list(origins.as_deref().unwrap_or(DEFAULT_DEV_ORIGINS)),
+        allowed_origins: split_list(origins.as_deref().unwrap_or(d::DEV_ORIGINS)),
         watcher_roles,
         jwt_leeway_secs: args.jwt_leeway_seconds,
         ping_interval: Duration::from_millis(args.ping_interval_ms.max(1)),
@@ -383,6 +382,8 @@ fn token(args: &TokenArgs) -> anyhow::Result<String> {
 
 #[cfg(test)]
 mod tests {
+    use clap::FromArgMatches;
+
     use super::*;
 
     fn args(extra: &[&str]) -> ServeArgs {
@@ -417,6 +418,18 @@ mod tests {
         let b = serve_config(&args(&["--data-dir", d])).unwrap();
         assert_eq!(a.jwt_secret, b.jwt_secret);
         assert_eq!(a.jwt_secret.len(), 64);
+    }
+
+    #[test]
+    fn the_flags_defaults_are_the_librarys_defaults() {
+        // clap's defaults alone: no flag but the secret, no environment.
+        let command = ServeArgs::augment_args(clap::Command::new("serve")).mut_args(|a| a.env(None::<&str>));
+        let matches = command.try_get_matches_from(["serve", "--jwt-secret", "s"]).expect("parses");
+        let from_flags = serve_config(&ServeArgs::from_arg_matches(&matches).expect("serve args")).expect("valid");
+        let library = ServerConfig { jwt_secret: b"s".to_vec(), ..ServerConfig::default() };
+        // Debug shows every setting but the secret and the page folder.
+        assert_eq!(format!("{from_flags:?}"), format!("{library:?}"));
+        assert_eq!(from_flags.jwt_secret, library.jwt_secret);
     }
 
     #[test]

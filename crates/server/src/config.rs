@@ -58,10 +58,45 @@ pub struct ServerConfig {
     pub auth_check: Option<crate::gate::AuthCheckConfig>,
 }
 
-/// The default watcher roles of the contract.
-pub const DEFAULT_WATCHER_ROLES: &str = "officer,admin,radio_center,executive,developer";
-/// The default allowed origins outside production.
-pub const DEFAULT_DEV_ORIGINS: &str = "http://localhost:5173,http://localhost:5174,http://localhost:3000";
+/// The defaults, once, in the units of the flags and environment variables
+/// that set them (ms, hours, comma-separated lists): `ServerConfig::default()`
+/// and the binary's flags both read them, so the two cannot drift apart.
+pub mod defaults {
+    /// `DATA_DIR`.
+    pub const DATA_DIR: &str = "./data";
+    /// `WATCHER_ROLES`: the contract's watcher roles.
+    pub const WATCHER_ROLES: &str = "officer,admin,radio_center,executive,developer";
+    /// `ALLOWED_ORIGINS` outside production: the local dev servers.
+    pub const DEV_ORIGINS: &str = "http://localhost:5173,http://localhost:5174,http://localhost:3000";
+    /// `JWT_LEEWAY_SECONDS`.
+    pub const JWT_LEEWAY_SECONDS: u64 = 0;
+    /// `PING_INTERVAL_MS`.
+    pub const PING_INTERVAL_MS: u64 = 25_000;
+    /// `PING_TIMEOUT_MS`.
+    pub const PING_TIMEOUT_MS: u64 = 20_000;
+    /// `RATE_LIMIT_PER_SEC`.
+    pub const RATE_LIMIT_PER_SEC: u32 = 20;
+    /// `PRESENCE_GRACE_MS`.
+    pub const PRESENCE_GRACE_MS: u64 = 15_000;
+    /// `AUTH_EXPIRY_WARNING_MS`.
+    pub const AUTH_EXPIRY_WARNING_MS: u64 = 60_000;
+    /// `RETENTION_HOURS`.
+    pub const RETENTION_HOURS: f64 = 24.0;
+    /// `HANDSHAKE_TIMEOUT_MS`.
+    pub const HANDSHAKE_TIMEOUT_MS: u64 = 10_000;
+    /// `MAX_CONNECTIONS_PER_USER`.
+    pub const MAX_CONNECTIONS_PER_USER: usize = 5;
+    /// `SHUTDOWN_GRACE_MS`.
+    pub const SHUTDOWN_GRACE_MS: u64 = 10_000;
+    /// `FORWARD_METHOD`.
+    pub const FORWARD_METHOD: &str = "PUT";
+    /// `FORWARD_MIN_INTERVAL_MS`.
+    pub const FORWARD_MIN_INTERVAL_MS: u64 = 1_000;
+    /// `AUTH_CHECK_INTERVAL_MS`.
+    pub const AUTH_CHECK_INTERVAL_MS: u64 = 60_000;
+    /// `AUTH_CHECK_FAIL`.
+    pub const AUTH_CHECK_FAIL: &str = "open";
+}
 
 /// Splits a comma-separated list, trimming items and dropping empty ones.
 pub fn split_list(s: &str) -> Vec<String> {
@@ -70,24 +105,25 @@ pub fn split_list(s: &str) -> Vec<String> {
 
 impl Default for ServerConfig {
     fn default() -> Self {
+        use defaults as d;
         Self {
-            data_dir: PathBuf::from("./data"),
+            data_dir: PathBuf::from(d::DATA_DIR),
             database_url: None,
             jwt_secret: Vec::new(),
-            allowed_origins: split_list(DEFAULT_DEV_ORIGINS),
-            watcher_roles: split_list(DEFAULT_WATCHER_ROLES),
-            jwt_leeway_secs: 0,
-            ping_interval: Duration::from_millis(25_000),
-            ping_timeout: Duration::from_millis(20_000),
-            rate_limit_per_sec: 20,
-            presence_grace: Duration::from_millis(15_000),
-            auth_expiry_warning: Duration::from_millis(60_000),
-            retention: Duration::from_secs(24 * 3600),
+            allowed_origins: split_list(d::DEV_ORIGINS),
+            watcher_roles: split_list(d::WATCHER_ROLES),
+            jwt_leeway_secs: d::JWT_LEEWAY_SECONDS,
+            ping_interval: Duration::from_millis(d::PING_INTERVAL_MS),
+            ping_timeout: Duration::from_millis(d::PING_TIMEOUT_MS),
+            rate_limit_per_sec: d::RATE_LIMIT_PER_SEC,
+            presence_grace: Duration::from_millis(d::PRESENCE_GRACE_MS),
+            auth_expiry_warning: Duration::from_millis(d::AUTH_EXPIRY_WARNING_MS),
+            retention: Duration::from_secs_f64(d::RETENTION_HOURS * 3600.0),
             notify_secret: None,
-            max_connections_per_user: 5,
-            handshake_timeout: Duration::from_secs(10),
+            max_connections_per_user: d::MAX_CONNECTIONS_PER_USER,
+            handshake_timeout: Duration::from_millis(d::HANDSHAKE_TIMEOUT_MS),
             web_dir: None,
-            shutdown_grace: Duration::from_secs(10),
+            shutdown_grace: Duration::from_millis(d::SHUTDOWN_GRACE_MS),
             forward: None,
             auth_check: None,
         }

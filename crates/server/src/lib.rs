@@ -64,7 +64,7 @@ pub mod fuzzing;
 #[cfg(any(test, feature = "test-util"))]
 pub mod pg_testing;
 
-pub use config::{DEFAULT_DEV_ORIGINS, DEFAULT_WATCHER_ROLES, ServerConfig, split_list};
+pub use config::{ServerConfig, defaults, split_list};
 pub use forward::ForwardConfig;
 pub use gate::AuthCheckConfig;
 pub use hyper::Method;
