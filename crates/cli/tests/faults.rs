@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use harness::{PATIENCE, Server, stored_locations, token};
+use harness::{PATIENCE, Server, start_server, stored_locations, token};
 use tokio::sync::watch;
 use tokio::time::Instant;
 use wecare_client::testing::FaultProxy;
@@ -115,7 +115,7 @@ impl Ctx {
 async fn prove(name: &str, env: &[(&str, &str)], opts: Opts, script: impl AsyncFnOnce(&mut Ctx)) -> Ctx {
     let mut all_env: Vec<(&str, &str)> = BASE_ENV.to_vec();
     all_env.extend_from_slice(env);
-    let server = Server::start(&all_env).await;
+    let server = start_server(&all_env).await;
     let proxy = FaultProxy::start(server.addr).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
 

@@ -6,7 +6,7 @@ mod harness;
 
 use std::process::Output;
 
-use harness::{SECRET, Server};
+use harness::{SECRET, start_server};
 
 async fn wecare_rt(args: Vec<String>) -> Output {
     tokio::task::spawn_blocking(move || {
@@ -30,7 +30,7 @@ fn report_value(stdout: &str, key: &str) -> u64 {
 
 #[tokio::test]
 async fn simulate_delivers_every_fix_and_watch_once_shows_the_drivers() {
-    let server = Server::start(&[]).await;
+    let server = start_server(&[]).await;
     let outboxes = tempfile::tempdir().unwrap();
     let sim = wecare_rt(
         [

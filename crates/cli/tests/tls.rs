@@ -12,7 +12,7 @@ mod certs;
 use std::process::Output;
 
 use certs::TestCa;
-use harness::{SECRET, Server, stored_locations};
+use harness::{SECRET, Server, start_server, stored_locations};
 use wecare_client::testing::TlsProxy;
 
 /// Runs `wecare-rt args` with `env` and waits for it.
@@ -47,7 +47,7 @@ fn assert_success(what: &str, out: &Output) {
 /// The server behind a TLS proxy whose certificate (for `localhost` and
 /// `127.0.0.1`) is signed by a fresh test CA, written to `dir/ca.pem`.
 async fn tls_server(dir: &std::path::Path) -> (Server, TlsProxy, String) {
-    let server = Server::start(&[]).await;
+    let server = start_server(&[]).await;
     let ca = TestCa::new("wecare cli test CA");
     let cert = ca.server_cert(&["localhost", "127.0.0.1"]);
     let proxy = TlsProxy::start(server.addr, &cert.chain_pem, &cert.key_pem).await.unwrap();

@@ -9,7 +9,7 @@ use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use common::{PATIENCE, TestServer, all_location_events, counting_provider, mint, wait_for};
+use common::{PATIENCE, all_location_events, counting_provider, mint, start_server, start_server_with, wait_for};
 use wecare_client::{BackoffConfig, Driver, DriverConfig, DriverConnection, Fix};
 
 fn fast(mut config: DriverConfig) -> DriverConfig {
@@ -32,7 +32,7 @@ fn now_ms() -> i64 {
 
 #[tokio::test]
 async fn fixes_recorded_while_the_server_is_down_arrive_newest_first_then_oldest_first() {
-    let mut server = TestServer::start().await;
+    let mut server = start_server().await;
     server.kill();
     let dir = tempfile::tempdir().unwrap();
     let (provider, calls) = counting_provider(mint("driver", "drv-order"));
@@ -58,7 +58,7 @@ async fn fixes_recorded_while_the_server_is_down_arrive_newest_first_then_oldest
     assert!(done.last_ack.is_some());
     assert!(calls.load(Ordering::SeqCst) >= 2, "a token per attempt");
 
-    let events = all_location_events(&server.url).await;
+    let events = all_location_events(server.addr).await;
     let order: Vec<&str> = events.iter().map(|e| e["id"].as_str().unwrap()).collect();
     let expected: Vec<&str> = [&ids[4], &ids[0], &ids[1], &ids[2], &ids[3]].iter().map(|s| s.as_str()).collect();
     assert_eq!(order, expected, "newest first, then the backlog oldest-first");
@@ -69,7 +69,7 @@ async fn fixes_recorded_while_the_server_is_down_arrive_newest_first_then_oldest
 
 #[tokio::test]
 async fn a_restarted_driver_delivers_what_the_previous_one_left_pending() {
-    let mut server = TestServer::start().await;
+    let mut server = start_server().await;
     server.kill();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("outbox.sqlite3");
@@ -89,7 +89,7 @@ async fn a_restarted_driver_delivers_what_the_previous_one_left_pending() {
     let mut state = driver.state();
     assert_eq!(state.borrow().pending, 3, "the outbox survived the restart");
     wait_for(&mut state, "outbox drained", |s| s.pending == 0).await;
-    let events = all_location_events(&server.url).await;
+    let events = all_location_events(server.addr).await;
     let stored: Vec<String> = events.iter().map(|e| e["id"].as_str().unwrap().to_owned()).collect();
     assert_eq!(stored.len(), 3);
     assert_eq!(stored.into_iter().collect::<HashSet<_>>(), ids);
@@ -98,7 +98,7 @@ async fn a_restarted_driver_delivers_what_the_previous_one_left_pending() {
 
 #[tokio::test]
 async fn a_sigkilled_server_loses_nothing_acked_and_stores_nothing_twice() {
-    let mut server = TestServer::start().await;
+    let mut server = start_server().await;
     let dir = tempfile::tempdir().unwrap();
     let (provider, calls) = counting_provider(mint("driver", "drv-kill"));
     let mut config = fast(DriverConfig::new(&server.url, dir.path().join("outbox.sqlite3"), provider));
@@ -126,7 +126,7 @@ async fn a_sigkilled_server_loses_nothing_acked_and_stores_nothing_twice() {
         .await;
     assert!(calls.load(Ordering::SeqCst) > calls_before, "a fresh token for the reconnect");
 
-    let events = all_location_events(&server.url).await;
+    let events = all_location_events(server.addr).await;
     let stored: Vec<String> = events.iter().map(|e| e["id"].as_str().unwrap().to_owned()).collect();
     let unique: HashSet<String> = stored.iter().cloned().collect();
     assert_eq!(unique.len(), stored.len(), "nothing stored twice");
@@ -137,7 +137,7 @@ async fn a_sigkilled_server_loses_nothing_acked_and_stores_nothing_twice() {
 
 #[tokio::test]
 async fn a_refused_websocket_upgrade_falls_back_to_http() {
-    let server = TestServer::start_with(&[("ALLOWED_ORIGINS", "http://allowed.example")]).await;
+    let server = start_server_with(&[("ALLOWED_ORIGINS", "http://allowed.example")]).await;
     let dir = tempfile::tempdir().unwrap();
     let (provider, calls) = counting_provider(mint("driver", "drv-http"));
     let mut config = fast(DriverConfig::new(&server.url, dir.path().join("outbox.sqlite3"), provider));
@@ -150,7 +150,7 @@ async fn a_refused_websocket_upgrade_falls_back_to_http() {
     let mut state = driver.state();
     wait_for(&mut state, "http fallback", |s| s.connection == DriverConnection::HttpFallback).await;
     wait_for(&mut state, "outbox drained over http", |s| s.pending == 0).await;
-    let events = all_location_events(&server.url).await;
+    let events = all_location_events(server.addr).await;
     let stored: HashSet<String> = events.iter().map(|e| e["id"].as_str().unwrap().to_owned()).collect();
     assert_eq!(stored, ids);
     assert!(calls.load(Ordering::SeqCst) >= 2);
@@ -160,7 +160,7 @@ async fn a_refused_websocket_upgrade_falls_back_to_http() {
 
 #[tokio::test]
 async fn a_non_retryable_refusal_is_parked_as_a_dead_letter() {
-    let server = TestServer::start().await;
+    let server = start_server().await;
     let dir = tempfile::tempdir().unwrap();
     let (provider, _) = counting_provider(mint("driver", "drv-dead"));
     let driver =

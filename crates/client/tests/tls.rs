@@ -14,7 +14,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use common::certs::TestCa;
-use common::{PATIENCE, TestServer, counting_provider, mint, wait_for};
+use common::{PATIENCE, TestServer, counting_provider, mint, start_server, wait_for};
 use tokio::sync::mpsc;
 use wecare_client::testing::{FaultProxy, TlsProxy};
 use wecare_client::{
@@ -23,7 +23,7 @@ use wecare_client::{
 };
 
 fn upstream(server: &TestServer) -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], server.port))
+    server.addr
 }
 
 /// A TLS proxy in front of `upstream` presenting a certificate of `ca` for `names`.
@@ -70,7 +70,7 @@ async fn receive_all(events: &mut mpsc::Receiver<WatcherEvent>, want: &HashSet<S
 
 #[tokio::test]
 async fn a_driver_over_wss_gets_acks_and_a_watcher_receives_its_fixes() {
-    let server = TestServer::start().await;
+    let server = start_server().await;
     let ca = TestCa::new("wecare test CA");
     let proxy = tls_proxy(&ca, &["localhost", "127.0.0.1"], upstream(&server)).await;
     let dir = tempfile::tempdir().unwrap();
@@ -110,7 +110,7 @@ async fn a_driver_over_wss_gets_acks_and_a_watcher_receives_its_fixes() {
 
 #[tokio::test]
 async fn the_http_fallback_and_the_long_poll_work_over_https() {
-    let server = TestServer::start().await;
+    let server = start_server().await;
     // TLS proxy -> fault proxy (which sees plain HTTP and refuses every
     // websocket upgrade) -> server: only the REST paths get through.
     let faults = FaultProxy::start(upstream(&server)).await.unwrap();
@@ -143,7 +143,7 @@ async fn the_http_fallback_and_the_long_poll_work_over_https() {
 
 #[tokio::test]
 async fn a_certificate_from_an_untrusted_ca_is_refused_at_once() {
-    let server = TestServer::start().await;
+    let server = start_server().await;
     let ca = TestCa::new("nobody trusts this CA");
     let proxy = tls_proxy(&ca, &["localhost", "127.0.0.1"], upstream(&server)).await;
     let url = format!("https://localhost:{}", proxy.port());
@@ -180,7 +180,7 @@ async fn a_certificate_from_an_untrusted_ca_is_refused_at_once() {
 
 #[tokio::test]
 async fn a_certificate_for_another_name_is_refused() {
-    let server = TestServer::start().await;
+    let server = start_server().await;
     let ca = TestCa::new("wecare test CA");
     let proxy = tls_proxy(&ca, &["realtime.wecare.example"], upstream(&server)).await;
     let tls = TlsConfig::builder().ca_pem(ca.pem()).build().unwrap();

@@ -8,7 +8,7 @@ mod common;
 use std::collections::HashSet;
 use std::time::Duration;
 
-use common::{PATIENCE, TestServer, counting_provider, mint, wait_for};
+use common::{PATIENCE, counting_provider, mint, start_server, start_server_with, wait_for};
 use tokio::sync::mpsc;
 use wecare_client::{
     BackoffConfig, Driver, DriverConfig, Fix, Watcher, WatcherConfig, WatcherConnection, WatcherEvent,
@@ -64,7 +64,7 @@ async fn collect_until(
 
 #[tokio::test]
 async fn the_watcher_resumes_without_gap_or_duplicate_across_server_and_watcher_restarts() {
-    let mut server = TestServer::start().await;
+    let mut server = start_server().await;
     let dir = tempfile::tempdir().unwrap();
     let cursor = dir.path().join("cursor.json");
     let (watcher, mut events) = Watcher::start(watcher_config(&server.url, &cursor)).await.unwrap();
@@ -105,7 +105,7 @@ async fn the_watcher_resumes_without_gap_or_duplicate_across_server_and_watcher_
 
 #[tokio::test]
 async fn the_watcher_long_polls_while_the_socket_is_refused() {
-    let server = TestServer::start_with(&[("ALLOWED_ORIGINS", "http://allowed.example")]).await;
+    let server = start_server_with(&[("ALLOWED_ORIGINS", "http://allowed.example")]).await;
     let dir = tempfile::tempdir().unwrap();
     let mut config = watcher_config(&server.url, &dir.path().join("cursor.json"));
     config.socket_headers = vec![("Origin".to_owned(), "http://evil.example".to_owned())];

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 
 use wecare_server::pg_testing::{PgServer, TestDb};
 
-use super::{Server, get};
+use super::{Server, get, start_server};
 
 /// Nodes of one cluster. Fields drop in order: the nodes are killed
 /// before their database is dropped, and that before a private PostgreSQL
@@ -32,8 +32,8 @@ impl Cluster {
         let mut all: Vec<(&str, &str)> = vec![("DATABASE_URL", &db.url), ("RUST_LOG", &log)];
         all.extend_from_slice(env);
         // The first node creates the schema; the others would only wait for its lock.
-        let first = Server::start(&all).await;
-        let rest = futures_util::future::join_all((1..n).map(|_| Server::start(&all))).await;
+        let first = start_server(&all).await;
+        let rest = futures_util::future::join_all((1..n).map(|_| start_server(&all))).await;
         let nodes = std::iter::once(first).chain(rest).collect();
         Cluster { nodes, db, pg }
     }
