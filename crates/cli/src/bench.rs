@@ -267,30 +267,18 @@ impl Target {
     }
 }
 
-/// Seconds since the Unix epoch.
-fn epoch_secs() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
-}
-
 /// Milliseconds since the Unix epoch.
 fn epoch_ms() -> u128 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis())
 }
 
-/// An access token as the WeCare backend issues them; valid for `valid_for`.
+/// An access token as the WeCare backend issues them (email `subject@bench`).
 fn mint_token(secret: &str, subject: &str, role: &str, valid_for: Duration) -> String {
-    let now = epoch_secs();
-    let mut claims = serde_json::json!({
-        "id": subject,
-        "email": format!("{subject}@bench"),
-        "role": role,
-        "iat": now,
-        "exp": now + valid_for.as_secs(),
-    });
-    if role == "driver" {
-        claims["driver_id"] = serde_json::Value::from(subject);
-    }
-    wecare_server::dev_token(secret, &claims)
+    crate::tokens::mint(
+        secret,
+        &crate::tokens::Holder::new(subject, role).with_email(format!("{subject}@bench")),
+        valid_for,
+    )
 }
 
 /// Connects one socket to `/locations` of `url` (a node of `target`) with `token`.

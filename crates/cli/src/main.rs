@@ -18,6 +18,7 @@ mod bench;
 mod progress;
 mod simulate;
 mod target;
+mod tokens;
 mod watch;
 
 /// File in the data folder holding the generated development secret.
@@ -363,21 +364,13 @@ fn token(args: &TokenArgs) -> anyhow::Result<String> {
                 format!("no JWT_SECRET and no dev secret in {} (start the server once first)", args.data_dir.display())
             })?,
     };
-    let now =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).context("clock before 1970")?.as_secs();
-    let mut claims = serde_json::json!({
-        "id": args.user_id,
-        "role": args.role,
-        "iat": now,
-        "exp": now + args.ttl,
-    });
-    if let Some(email) = &args.email {
-        claims["email"] = email.clone().into();
-    }
-    if args.role.eq_ignore_ascii_case("driver") {
-        claims["driver_id"] = args.driver_id.clone().unwrap_or_else(|| args.user_id.clone()).into();
-    }
-    Ok(wecare_server::dev_token(&secret, &claims))
+    let holder = tokens::Holder {
+        id: &args.user_id,
+        role: &args.role,
+        email: args.email.clone(),
+        driver_id: args.driver_id.as_deref(),
+    };
+    Ok(tokens::mint(&secret, &holder, Duration::from_secs(args.ttl)))
 }
 
 #[cfg(test)]

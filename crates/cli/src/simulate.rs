@@ -10,6 +10,7 @@ use std::path::PathBuf;
 
 use crate::progress::spinner;
 use crate::target::{TlsArgs, check_tls, is_loopback, is_tls, url_host};
+use crate::tokens::{self, Holder};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -230,7 +231,8 @@ pub(crate) async fn run(args: SimulateArgs) -> anyhow::Result<()> {
         let path = outbox_dir.join(format!("{id}.sqlite3"));
         let (secret, ttl, subject) = (config.secret.clone(), config.token_ttl, id.clone());
         let provider = move || {
-            let token = mint(&secret, &subject, ttl);
+            let holder = Holder::new(&subject, "driver").with_email(format!("{subject}@simulate"));
+            let token = tokens::mint(&secret, &holder, Duration::from_secs(ttl));
             async move { Ok::<_, TokenError>(token) }
         };
         let mut driver_config = DriverConfig::new(&url, &path, provider);
@@ -367,20 +369,6 @@ fn acked(sent: u64, before: &Totals, now: &Totals) -> u64 {
 /// Milliseconds since the Unix epoch.
 fn epoch_millis() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
-}
-
-/// A driver token as the WeCare backend issues them.
-fn mint(secret: &str, subject: &str, ttl: u64) -> String {
-    let now = epoch_millis() / 1000;
-    let claims = serde_json::json!({
-        "id": subject,
-        "driver_id": subject,
-        "email": format!("{subject}@simulate"),
-        "role": "driver",
-        "iat": now,
-        "exp": now + ttl,
-    });
-    wecare_server::dev_token(secret, &claims)
 }
 
 /// The server's socket address, for the proxy to forward to.

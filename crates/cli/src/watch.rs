@@ -13,6 +13,7 @@ use time::OffsetDateTime;
 use wecare_client::{TokenError, Watcher, WatcherConfig, WatcherConnection, WatcherEvent};
 
 use crate::target::{TlsArgs, check_tls, url_host};
+use crate::tokens::{self, Holder};
 use fleet::Fleet;
 
 /// A live view of the fleet.
@@ -50,7 +51,13 @@ pub(crate) async fn run(args: WatchArgs) -> anyhow::Result<()> {
     ensure!(args.timeout.is_finite() && args.timeout > 0.0, "--timeout must be a positive number of seconds");
     let (secret, role) = (args.jwt_secret.clone(), args.role.clone());
     let provider = move || {
-        let token = mint(&secret, &role);
+        // Valid for an hour: the provider mints a fresh one for every
+        // connect, refresh and HTTP request.
+        let token = tokens::mint(
+            &secret,
+            &Holder::new("wecare-rt-watch", &role).with_email("watch@wecare-rt"),
+            Duration::from_secs(3600),
+        );
         async move { Ok::<_, TokenError>(token) }
     };
     let url = args.url.trim_end_matches('/');
@@ -137,18 +144,4 @@ fn describe(state: WatcherConnection) -> String {
         WatcherConnection::Connected => "connected".to_owned(),
         WatcherConnection::LongPolling => "long polling (socket down)".to_owned(),
     }
-}
-
-/// A watcher token, valid for an hour (the provider mints a fresh one for
-/// every connect, refresh and HTTP request).
-fn mint(secret: &str, role: &str) -> String {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let claims = serde_json::json!({
-        "id": "wecare-rt-watch",
-        "email": "watch@wecare-rt",
-        "role": role,
-        "iat": now,
-        "exp": now + 3600,
-    });
-    wecare_server::dev_token(secret, &claims)
 }
