@@ -11,29 +11,25 @@
  * the same outbox drains over `POST /api/driver-locations` (Bearer) until the
  * socket is back; dedup on the server makes any overlap harmless.
  */
-import { io, type Socket } from 'socket.io-client';
-import { backoffDelay, type BackoffOptions } from './backoff';
+import type { BackoffOptions } from './backoff';
 import {
   CLIENT_DISCONNECT_REASON,
   ClientEvent,
   HandshakeRefusal,
   MAX_BATCH,
-  NAMESPACE,
   RestPath,
   SERVER_DISCONNECT_REASON,
   ServerEvent,
   asHandshakeRefusal,
   type BatchAck,
-  type ClientToServerEvents,
   type ErrorAck,
   type IsoTime,
   type LocationFix,
   type LocationResult,
-  type RefreshAck,
-  type ServerToClientEvents,
 } from './events';
 import type { NewFix, Outbox } from './outbox';
 import { DEFAULT_SEND_BACKOFF, Sender } from './sender';
+import { ManualReconnect, openSocket, refreshToken, type LocationsSocket } from './socket';
 
 export type TokenProvider = () => Promise<string>;
 
@@ -100,7 +96,7 @@ export class DriverClient {
     sentHttp: 0,
     retries: 0,
   };
-  private socket: Socket<ServerToClientEvents, ClientToServerEvents> | null = null;
+  private socket: LocationsSocket | null = null;
   private readonly sender: Sender;
   private stateValue: DriverState = {
     connection: 'connecting',
@@ -115,8 +111,10 @@ export class DriverClient {
   /** When the socket went down (or the client started without one). */
   private downSince = Date.now();
   private fallbackTimer: ReturnType<typeof setTimeout> | null = null;
-  private manualTimer: ReturnType<typeof setTimeout> | null = null;
-  private manualAttempts = 0;
+  private readonly manual = new ManualReconnect(() => {
+    if (!this.stopped && this.socket && !this.socket.connected) this.socket.connect();
+    this.armFallback();
+  });
   private stopped = true;
   private forbidden = false;
 
@@ -174,18 +172,12 @@ export class DriverClient {
     this.forbidden = false;
     this.downSince = Date.now();
     this.armFallback();
-    const socket: Socket<ServerToClientEvents, ClientToServerEvents> = io(`${this.opts.baseUrl}${NAMESPACE}`, {
-      auth: (cb) => {
-        void this.token().then((token) => cb({ token }));
-      },
-      reconnection: true,
-      reconnectionAttempts: Infinity,
-      reconnectionDelay: this.opts.reconnectionDelayMs ?? 500,
-      reconnectionDelayMax: this.opts.reconnectionDelayMaxMs ?? 5000,
-      randomizationFactor: 0.5,
-      timeout: 10_000,
-      transports: this.opts.transports ?? ['websocket', 'polling'],
-      tryAllTransports: true,
+    const socket = openSocket({
+      baseUrl: this.opts.baseUrl,
+      auth: async () => ({ token: await this.token() }),
+      transports: this.opts.transports,
+      reconnectionDelayMs: this.opts.reconnectionDelayMs,
+      reconnectionDelayMaxMs: this.opts.reconnectionDelayMaxMs,
     });
     this.socket = socket;
     this.bind(socket);
@@ -210,10 +202,9 @@ export class DriverClient {
     }
   }
 
-  private bind(socket: Socket<ServerToClientEvents, ClientToServerEvents>): void {
+  private bind(socket: LocationsSocket): void {
     socket.on('connect', () => {
       this.stats.socketConnects += 1;
-      this.manualAttempts = 0;
       this.clearTimers();
       this.patch({ connection: 'connected', authError: null });
       this.sender.resetBackoff();
@@ -271,32 +262,17 @@ export class DriverClient {
   private clearTimers(): void {
     if (this.fallbackTimer) clearTimeout(this.fallbackTimer);
     this.fallbackTimer = null;
-    if (this.manualTimer) clearTimeout(this.manualTimer);
-    this.manualTimer = null;
+    this.manual.reset();
   }
 
   private scheduleManualConnect(): void {
-    if (this.manualTimer || this.stopped) return;
-    this.manualAttempts += 1;
-    const delay = backoffDelay(this.manualAttempts, { baseMs: 1000, capMs: 30_000 }) + 250;
-    this.manualTimer = setTimeout(() => {
-      this.manualTimer = null;
-      if (!this.stopped && this.socket && !this.socket.connected) this.socket.connect();
-      this.armFallback();
-    }, delay);
+    if (!this.stopped) this.manual.schedule();
   }
 
   private async refresh(): Promise<void> {
-    const socket = this.socket;
-    if (!socket) return;
-    try {
-      const token = await this.opts.tokenProvider();
-      const ack: RefreshAck = await socket.timeout(10_000).emitWithAck(ClientEvent.AuthRefresh, { token });
-      if (ack.status === 'ok') this.stats.refreshOk += 1;
-      else this.stats.refreshFailed += 1;
-    } catch {
-      this.stats.refreshFailed += 1; // the expiry path reconnects with a fresh token
-    }
+    if (!this.socket) return;
+    if (await refreshToken(this.socket, this.opts.tokenProvider)) this.stats.refreshOk += 1;
+    else this.stats.refreshFailed += 1;
   }
 
   private pickTransport(): { name: string; send: (f: LocationFix[]) => Promise<LocationResult[]> } | null {
@@ -307,7 +283,7 @@ export class DriverClient {
     return null;
   }
 
-  private async sendSocket(socket: Socket<ServerToClientEvents, ClientToServerEvents>, updates: LocationFix[]): Promise<LocationResult[]> {
+  private async sendSocket(socket: LocationsSocket, updates: LocationFix[]): Promise<LocationResult[]> {
     const ack: BatchAck | ErrorAck = await socket
       .timeout(this.opts.ackTimeoutMs ?? 15_000)
       .emitWithAck(ClientEvent.LocationBatch, { updates });

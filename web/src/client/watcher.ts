@@ -6,24 +6,18 @@
  * stream; in-band token refresh; long-poll fallback while the socket is down.
  * The rules are docs/protocol.md §9 ("a well-behaved watcher").
  */
-import { io, type Socket } from 'socket.io-client';
-import { backoffDelay } from './backoff';
 import { socketProblem, type ConnState, type Problem } from './connection';
 import {
   CLIENT_DISCONNECT_REASON,
-  ClientEvent,
   HandshakeRefusal,
-  NAMESPACE,
   SERVER_DISCONNECT_REASON,
   ServerEvent,
   asHandshakeRefusal,
-  type ClientToServerEvents,
-  type RefreshAck,
-  type ServerToClientEvents,
   type StreamEvent,
   type WatcherAuth,
 } from './events';
 import { LongPoll } from './longpoll';
+import { ManualReconnect, openSocket, refreshToken, type LocationsSocket } from './socket';
 import * as persist from './persist';
 import { StreamSync, type Outcome, type ResyncReason } from './sync';
 
@@ -70,7 +64,7 @@ export class WatcherClient {
     refreshFailed: 0,
     httpPages: 0,
   };
-  private socket: Socket<ServerToClientEvents, ClientToServerEvents> | null = null;
+  private socket: LocationsSocket | null = null;
   private readonly fallback: LongPoll;
   private stateValue: ConnState = { kind: 'connecting' };
   private readonly stateListeners = new Set<(s: ConnState) => void>();
@@ -82,8 +76,9 @@ export class WatcherClient {
   private replayed = 0;
   private pendingResync: ResyncReason | null = null;
   private noticeTimer: ReturnType<typeof setTimeout> | null = null;
-  private manualTimer: ReturnType<typeof setTimeout> | null = null;
-  private manualAttempts = 0;
+  private readonly manual = new ManualReconnect(() => {
+    if (!this.stopped && this.socket && !this.socket.connected) this.socket.connect();
+  });
   private stopped = false;
   private saveTimer: ReturnType<typeof setTimeout> | null = null;
 
@@ -130,18 +125,10 @@ export class WatcherClient {
   start(): void {
     persist.load(this.opts.storage ?? null, this.sync);
     this.stopped = false;
-    const socket: Socket<ServerToClientEvents, ClientToServerEvents> = io(`${this.opts.baseUrl}${NAMESPACE}`, {
-      auth: (cb) => {
-        void this.handshakeAuth().then(cb);
-      },
-      reconnection: true,
-      reconnectionAttempts: Infinity,
-      reconnectionDelay: 500,
-      reconnectionDelayMax: 5000,
-      randomizationFactor: 0.5,
-      timeout: 10_000,
-      transports: this.opts.transports ?? ['websocket', 'polling'],
-      tryAllTransports: true,
+    const socket = openSocket({
+      baseUrl: this.opts.baseUrl,
+      auth: () => this.handshakeAuth(),
+      transports: this.opts.transports,
     });
     this.socket = socket;
     this.bind(socket);
@@ -150,7 +137,7 @@ export class WatcherClient {
   stop(): void {
     this.stopped = true;
     this.fallback.stop();
-    if (this.manualTimer) clearTimeout(this.manualTimer);
+    this.manual.cancel();
     this.socket?.disconnect();
     this.socket = null;
     this.flushSave();
@@ -159,8 +146,7 @@ export class WatcherClient {
 
   /** Try the socket now (e.g. after a new token was pasted) instead of waiting for the backoff. */
   reconnectNow(): void {
-    if (this.manualTimer) clearTimeout(this.manualTimer);
-    this.manualTimer = null;
+    this.manual.cancel();
     if (!this.stopped && this.socket && !this.socket.connected) this.socket.connect();
   }
 
@@ -185,11 +171,11 @@ export class WatcherClient {
     return auth;
   }
 
-  private bind(socket: Socket<ServerToClientEvents, ClientToServerEvents>): void {
+  private bind(socket: LocationsSocket): void {
     socket.on('connect', () => {
       this.stats.socketConnects += 1;
       this.attempt = 0;
-      this.manualAttempts = 0;
+      this.manual.reset();
       // From here on the socket is the only source: no race with a page in
       // flight. Stopping the long-poll leaves no window: the server replays
       // from the lastSeq this handshake sent, which is at or before anything
@@ -307,28 +293,14 @@ export class WatcherClient {
   }
 
   private scheduleManualConnect(): void {
-    if (this.manualTimer || this.stopped) return;
-    this.manualAttempts += 1;
-    const delay = backoffDelay(this.manualAttempts, { baseMs: 1000, capMs: 30_000 }) + 250;
-    this.manualTimer = setTimeout(() => {
-      this.manualTimer = null;
-      if (!this.stopped && this.socket && !this.socket.connected) this.socket.connect();
-    }, delay);
+    if (!this.stopped) this.manual.schedule();
   }
 
   /** In-band refresh on `auth:expiring`: the socket stays up, nothing is missed. */
   private async refresh(): Promise<void> {
-    const socket = this.socket;
-    if (!socket) return;
-    try {
-      const token = await this.opts.tokenProvider();
-      const ack: RefreshAck = await socket.timeout(10_000).emitWithAck(ClientEvent.AuthRefresh, { token });
-      if (ack.status === 'ok') this.stats.refreshOk += 1;
-      else this.stats.refreshFailed += 1;
-    } catch {
-      // No ack (socket gone) or no token: the expiry path reconnects with a fresh one.
-      this.stats.refreshFailed += 1;
-    }
+    if (!this.socket) return;
+    if (await refreshToken(this.socket, this.opts.tokenProvider)) this.stats.refreshOk += 1;
+    else this.stats.refreshFailed += 1;
   }
 
   private setState(s: ConnState): void {
