@@ -98,7 +98,7 @@ async fn on_connect(s: SocketRef, TryData(auth): TryData<Value>, State(app): Sta
 
     if let Some(driver) = p.driver_id() {
         app.metrics.connections_drivers.fetch_add(1, Relaxed);
-        app.presence.opened(driver.clone()).await;
+        app.presence.opened(driver.clone());
         tracing::debug!(sid = %s.id, driver = %driver, "driver connected");
     } else {
         app.metrics.connections_watchers.fetch_add(1, Relaxed);
@@ -151,7 +151,7 @@ async fn on_disconnect(s: SocketRef, reason: DisconnectReason, State(app): State
     super::peers::left(&app, &session.principal.subject, &s).await;
     if let Some(driver) = session.principal.driver_id() {
         app.metrics.connections_drivers.fetch_sub(1, Relaxed);
-        app.presence.closed(driver.clone()).await;
+        app.presence.closed(driver.clone());
     } else {
         app.metrics.connections_watchers.fetch_sub(1, Relaxed);
         let _ = app.stream.fanout.try_send(Command::Leave(s.id));

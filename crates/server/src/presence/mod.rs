@@ -22,9 +22,12 @@ use wecare_proto::DriverId;
 
 use crate::clock::{Millis, now_ms};
 use crate::cluster::Cluster;
-use crate::domain::event::NewEvent;
 use crate::storage::EventLog;
 use crate::stream::sequencer::Sequencer;
+
+mod announcer;
+
+use announcer::{Announcer, Wish};
 
 /// What happened to a driver's socket on this node.
 #[derive(Debug)]
@@ -33,10 +36,13 @@ enum Change {
     Closed(DriverId),
 }
 
-/// Handle: report a driver's sockets opening and closing.
+/// Handle: report a driver's sockets opening and closing. Reporting never
+/// waits: while the store is down the changes queue here (one small entry
+/// per socket opened or closed) and the announcements wait in the
+/// [`announcer`] (one per driver).
 #[derive(Debug, Clone)]
 pub(crate) struct Presence {
-    tx: mpsc::Sender<Change>,
+    tx: mpsc::UnboundedSender<Change>,
 }
 
 /// What the presence tasks use.
@@ -59,51 +65,52 @@ impl PresenceDeps {
 impl Presence {
     /// Starts the presence task and the sweep, until `deps.stop`.
     pub(crate) fn spawn(deps: PresenceDeps) -> Self {
-        let (tx, rx) = mpsc::channel(4096);
+        let (tx, rx) = mpsc::unbounded_channel();
         let tracker = deps.tracker.clone();
-        tracker.spawn(record(deps.clone(), rx));
-        tracker.spawn(sweep(deps));
+        let announcer = Announcer::spawn(deps.sequencer.clone(), &tracker, deps.stop.clone());
+        tracker.spawn(record(deps.clone(), announcer.clone(), rx));
+        tracker.spawn(sweep(deps, announcer));
         Self { tx }
     }
 
-    pub(crate) async fn opened(&self, driver: DriverId) {
-        let _ = self.tx.send(Change::Opened(driver)).await;
+    pub(crate) fn opened(&self, driver: DriverId) {
+        let _ = self.tx.send(Change::Opened(driver));
     }
 
-    pub(crate) async fn closed(&self, driver: DriverId) {
-        let _ = self.tx.send(Change::Closed(driver)).await;
+    pub(crate) fn closed(&self, driver: DriverId) {
+        let _ = self.tx.send(Change::Closed(driver));
     }
 }
 
 /// Records socket changes in order (an open and its close must not swap),
-/// then asks the stream for the presence event.
-async fn record(deps: PresenceDeps, mut rx: mpsc::Receiver<Change>) {
+/// then wishes the presence event.
+async fn record(deps: PresenceDeps, announcer: Announcer, mut rx: mpsc::UnboundedReceiver<Change>) {
     loop {
         let change = tokio::select! {
             c = rx.recv() => match c { Some(c) => c, None => return },
             () = deps.stop.cancelled() => return,
         };
-        // While the store is down, a change is retried until it is recorded
-        // (later changes wait behind it: an open and its close keep their
-        // order), so presence catches up once the store is back.
+        // While the cluster's store is down, a change is retried until it is
+        // recorded (later changes wait behind it: an open and its close keep
+        // their order), so presence catches up once the store is back.
         match change {
             Change::Opened(driver) => {
                 if !retrying(&deps, "socket not recorded", || deps.cluster.driver_socket_opened(&driver)).await {
                     return;
                 }
-                submit(&deps, NewEvent::online(driver, now_ms())).await;
+                announcer.want(driver, Wish::Online { at: now_ms() });
             }
             Change::Closed(driver) => {
                 if !retrying(&deps, "socket close not recorded", || deps.cluster.driver_socket_closed(&driver)).await {
                     return;
                 }
-                let deps = deps.clone();
+                let (deps, announcer) = (deps.clone(), announcer.clone());
                 deps.tracker.clone().spawn(async move {
                     tokio::select! {
                         () = tokio::time::sleep(deps.grace) => {}
                         () = deps.stop.cancelled() => return,
                     }
-                    submit(&deps, NewEvent::offline(driver, deps.grace_ms(), now_ms())).await;
+                    announcer.want(driver, Wish::Offline { grace: deps.grace_ms(), at: now_ms() });
                 });
             }
         }
@@ -132,19 +139,10 @@ where
     }
 }
 
-/// Stores a presence event, retrying while the store is down.
-async fn submit(deps: &PresenceDeps, ev: NewEvent) {
-    let _ = retrying(deps, "presence event not stored", || {
-        let ev = ev.clone();
-        async move { deps.sequencer.submit(vec![ev]).await.map(drop) }
-    })
-    .await;
-}
-
 /// Announces offline the online drivers no node holds a socket of (see the
 /// module docs). Drivers online when this node started get the grace
 /// period first, as if their sockets had just closed.
-async fn sweep(deps: PresenceDeps) {
+async fn sweep(deps: PresenceDeps, announcer: Announcer) {
     let every = (deps.grace / 4).clamp(Duration::from_millis(100), Duration::from_secs(5));
     let mut restored = false;
     let mut first = true;
@@ -174,7 +172,7 @@ async fn sweep(deps: PresenceDeps) {
             Ok(gone) => {
                 for driver in gone {
                     tracing::debug!(%driver, "no socket anywhere for the grace period");
-                    submit(&deps, NewEvent::offline(driver, deps.grace_ms(), now_ms())).await;
+                    announcer.want(driver, Wish::Offline { grace: deps.grace_ms(), at: now_ms() });
                 }
             }
             Err(e) => tracing::debug!(error = %e, "presence sweep failed"),
