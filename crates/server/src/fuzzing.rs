@@ -30,7 +30,7 @@ pub fn payload(data: &[u8]) {
     if let Ok(change) = validate::status_change(&value, &me) {
         assert!(change.status.as_str().chars().all(|c| c.is_ascii_uppercase() || c == '_'));
     }
-    let _ = SyncQuery::from_json(&value, "stream");
+    let _ = SyncQuery::from_json(&value);
     if let Some(ms) = parse_time(&value) {
         assert!(ms >= 0);
     }

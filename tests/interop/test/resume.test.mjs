@@ -183,6 +183,32 @@ describe('§5 resume and events:sync', () => {
     w.close();
   });
 
+  test('a page whose since is beyond the head or of another stream starts from the beginning with gap: true, at once', async () => {
+    // The socket's rule (lastSeq beyond the head / another streamId → snapshot) for pages.
+    await sendN(driver, 3);
+    const w = await connectWatcher(server);
+    const cases = [
+      { since: lastRefSeq() + 10_000, limit: 3, streamId: ref.snapshot.streamId },
+      { since: lastRefSeq() + 10_000, limit: 3 },
+      { since: 1, limit: 3, streamId: `${ref.snapshot.streamId}-other` },
+    ];
+    for (const c of cases) {
+      const page = await w.emitAck('events:sync', c);
+      assert.equal(page.status, 'ok', JSON.stringify(page));
+      assert.equal(page.gap, true, JSON.stringify(c));
+      assert.deepEqual(seqs(page.events), [1, 2, 3], 'from the first event of this stream');
+    }
+    // A long-poll does not wait out waitMs to say so.
+    const started = Date.now();
+    const r = await rest(server, 'GET', `/api/realtime/events?since=${lastRefSeq() + 10_000}&limit=3&waitMs=20000`, {
+      token: w.token, timeoutMs: 25_000,
+    });
+    assert.equal(r.status, 200);
+    assert.equal(r.body.gap, true);
+    assert.ok(Date.now() - started < 10_000, `answered after ${Date.now() - started} ms`);
+    w.close();
+  });
+
   test('events:sync {since, limit} → {status, streamId, events:[{type, ...}], lastSeq, gap}; pages join up', async () => {
     const since = lastRefSeq();
     const acks = await sendN(driver, 5);

@@ -1,7 +1,8 @@
 //! The ordered stream at run time: the [`sequencer`] (group commit, this
 //! node's one writer), the [`tailer`] (the committed stream, in order, into
-//! this node), the [`fanout`] (live delivery, encode once), and [`replay`]
-//! (snapshot or resume, paced against each watcher's socket).
+//! this node), the [`fanout`] (live delivery, encode once), [`resume`]
+//! (where a subscriber starts) and [`replay`] (snapshot or resume, paced
+//! against each watcher's socket).
 
 use std::sync::Arc;
 
@@ -15,6 +16,7 @@ use crate::storage::EventLog;
 
 pub(crate) mod fanout;
 pub(crate) mod replay;
+pub(crate) mod resume;
 pub(crate) mod sequencer;
 pub(crate) mod snapshot;
 pub(crate) mod tailer;

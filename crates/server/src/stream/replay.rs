@@ -1,7 +1,7 @@
 //! Bringing one watcher up to date, then handing it to the live fan-out:
-//! a snapshot (no `lastSeq`, a `lastSeq` from another stream, beyond the
-//! head, or older than retention), a resume (`seq > lastSeq` in order, then
-//! `sync:complete`), or the catch-up of a watcher that fell behind.
+//! a snapshot or a resume (`seq > lastSeq` in order, then `sync:complete`)
+//! as [`super::resume`] decides — or a snapshot after all when retention
+//! dropped events it needs — or the catch-up of a watcher that fell behind.
 //!
 //! Writes are paced against the socket's bounded send buffer: when it is
 //! full the task waits for it to drain, so a replay of any length holds at
@@ -17,6 +17,7 @@ use wecare_proto::{Seq, event};
 
 use super::StreamDeps;
 use super::fanout::{Command, Join, Joined, SyncProgress, Write, write};
+use super::resume::{Claim, StartFrom};
 use super::snapshot;
 use crate::domain::event::SharedEvent;
 
@@ -29,12 +30,11 @@ const DRAIN_POLL: Duration = Duration::from_millis(1);
 const STALL_LIMIT: Duration = Duration::from_secs(30);
 
 /// Where a watcher starts.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) enum Start {
-    /// No usable position: snapshot, then live.
-    Snapshot,
-    /// The client's `lastSeq`: replay, `sync:complete`, then live.
-    Resume(Seq),
+    /// A new socket with what its handshake claims ([`resume`]): snapshot,
+    /// or replay + `sync:complete`; then live.
+    Subscribe(Claim),
     /// Fell behind the live fan-out after `seq`: replay, then live again.
     CatchUp(Seq),
 }
@@ -78,13 +78,18 @@ where
 
 async fn drive(deps: &Arc<StreamDeps>, socket: &SocketRef, start: Start, stop: &CancellationToken) -> Result<(), Stop> {
     let (mut cursor, mut sync) = match start {
-        Start::Snapshot => (send_snapshot(deps, socket).await?, None),
-        // The store's own head, not this node's view of it: a node that lags
-        // other nodes' commits must not mistake its lag for a reset store.
-        Start::Resume(last) if last > read_retrying(|| deps.log.read_after(last, 0)).await.head => {
-            (send_snapshot(deps, socket).await?, None)
+        Start::Subscribe(claim) => {
+            let stream_id = deps.log.stream_id();
+            let from = match claim.resumable(stream_id) {
+                // The store's own head (see `Claim::start`).
+                Some(last) => claim.start(stream_id, read_retrying(|| deps.log.read_after(last, 0)).await.head),
+                None => StartFrom::State,
+            };
+            match from {
+                StartFrom::State => (send_snapshot(deps, socket).await?, None),
+                StartFrom::After(last) => (last, Some(SyncProgress { from: last, replayed: 0 })),
+            }
         }
-        Start::Resume(last) => (last, Some(SyncProgress { from: last, replayed: 0 })),
         Start::CatchUp(after) => (after, None),
     };
     loop {

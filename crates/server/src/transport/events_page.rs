@@ -8,18 +8,18 @@ use wecare_proto::{ErrorCode, Seq};
 
 use crate::domain::validate::Rejection;
 use crate::storage::{EventLog, StorageError};
+use crate::stream::resume::{Claim, StartFrom};
 
 const DEFAULT_LIMIT: usize = 500;
 const MAX_LIMIT: usize = 1000;
 
 /// A validated request for a page.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct SyncQuery {
-    pub(crate) since: Seq,
+    /// `since` (0 when absent) and `streamId`: where the page starts
+    /// ([`crate::stream::resume`]).
+    pub(crate) claim: Claim,
     pub(crate) limit: usize,
-    /// The client's `streamId` is another stream's: its `since` means
-    /// nothing here, so it is answered like a position older than retention.
-    pub(crate) foreign_stream: bool,
 }
 
 fn bad(message: &'static str) -> Rejection {
@@ -36,13 +36,13 @@ pub(crate) fn parse_count(v: &Value) -> Option<u64> {
 }
 
 impl SyncQuery {
-    pub(crate) fn new(since: Option<u64>, limit: Option<u64>, foreign_stream: bool) -> Self {
+    pub(crate) fn new(since: Option<u64>, limit: Option<u64>, stream_id: Option<String>) -> Self {
         let limit = limit.map_or(DEFAULT_LIMIT, |l| (l as usize).clamp(1, MAX_LIMIT));
-        Self { since: Seq(since.unwrap_or(0)), limit, foreign_stream }
+        Self { claim: Claim { last_seq: Some(Seq(since.unwrap_or(0))), stream_id }, limit }
     }
 
     /// From an `events:sync` payload `{ since, limit, streamId? }`.
-    pub(crate) fn from_json(v: &Value, stream_id: &str) -> Result<Self, Rejection> {
+    pub(crate) fn from_json(v: &Value) -> Result<Self, Rejection> {
         // Contract §5: the payload is `{ since, limit }`; `null` is not one.
         let Value::Object(obj) = v else {
             return Err(bad("payload must be an object { since, limit }"));
@@ -53,8 +53,8 @@ impl SyncQuery {
                 Some(v) => parse_count(v).map(Some).ok_or(bad("since and limit must be non-negative integers")),
             }
         };
-        let foreign = matches!(obj.get("streamId"), Some(Value::String(id)) if id != stream_id);
-        Ok(Self::new(field("since")?, field("limit")?, foreign))
+        let stream_id = obj.get("streamId").and_then(Value::as_str).map(str::to_owned);
+        Ok(Self::new(field("since")?, field("limit")?, stream_id))
     }
 }
 
@@ -69,9 +69,22 @@ pub(crate) struct EventsPage {
 }
 
 impl EventsPage {
-    pub(crate) async fn read(log: &dyn EventLog, q: SyncQuery) -> Result<Self, StorageError> {
-        let since = if q.foreign_stream { Seq::ZERO } else { q.since };
-        let page = log.read_after(since, q.limit).await?;
+    /// The page `q` asks for. A position that means nothing here (another
+    /// stream's, or beyond the head of a store that was reset) is answered
+    /// from the start with `gap: true`, as one older than retention.
+    pub(crate) async fn read(log: &dyn EventLog, q: &SyncQuery) -> Result<Self, StorageError> {
+        let stream_id = log.stream_id();
+        let (page, from_state) = match q.claim.resumable(stream_id) {
+            Some(since) => {
+                // The store's own head comes with the page (see `Claim::start`).
+                let page = log.read_after(since, q.limit).await?;
+                match q.claim.start(stream_id, page.head) {
+                    StartFrom::After(_) => (page, false),
+                    StartFrom::State => (log.read_after(Seq::ZERO, q.limit).await?, true),
+                }
+            }
+            None => (log.read_after(Seq::ZERO, q.limit).await?, true),
+        };
         let mut json = String::with_capacity(page.events.len() * 256 + 2);
         json.push('[');
         for (i, ev) in page.events.iter().enumerate() {
@@ -87,12 +100,13 @@ impl EventsPage {
             stream_id: log.stream_id().to_string(),
             events: RawValue::from_string(json).map_err(|e| StorageError::Corrupt(e.to_string()))?,
             last_seq,
-            gap: page.gap || q.foreign_stream,
+            gap: page.gap || from_state,
         })
     }
 
+    /// No events and no gap: nothing a long-poll would wake a client for.
     pub(crate) fn is_empty(&self) -> bool {
-        self.events.get() == "[]"
+        self.events.get() == "[]" && !self.gap
     }
 }
 
@@ -104,10 +118,11 @@ mod tests {
     #[test]
     fn sync_payload_must_be_an_object() {
         for v in [Value::Null, json!("since=0"), json!([0]), json!(3)] {
-            assert_eq!(SyncQuery::from_json(&v, "s").unwrap_err().code, ErrorCode::InvalidPayload, "{v}");
+            assert_eq!(SyncQuery::from_json(&v).unwrap_err().code, ErrorCode::InvalidPayload, "{v}");
         }
-        let q = SyncQuery::from_json(&json!({"since": "5", "limit": 5000}), "s").unwrap();
-        assert_eq!((q.since, q.limit, q.foreign_stream), (Seq(5), MAX_LIMIT, false));
-        assert!(SyncQuery::from_json(&json!({"streamId": "other"}), "s").unwrap().foreign_stream);
+        let q = SyncQuery::from_json(&json!({"since": "5", "limit": 5000})).unwrap();
+        assert_eq!((q.claim.last_seq, q.limit, q.claim.stream_id), (Some(Seq(5)), MAX_LIMIT, None));
+        let q = SyncQuery::from_json(&json!({"streamId": "other"})).unwrap();
+        assert_eq!((q.claim.last_seq, q.claim.stream_id.as_deref()), (Some(Seq::ZERO), Some("other")));
     }
 }

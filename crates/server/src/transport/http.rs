@@ -204,14 +204,13 @@ async fn get_events(
     let limit = count_param(params.limit.as_ref(), "limit")?;
     let wait =
         count_param(params.wait_ms.as_ref(), "waitMs")?.map_or(Duration::ZERO, Duration::from_millis).min(MAX_WAIT);
-    let foreign = params.stream_id.as_deref().is_some_and(|s| s != app.stream.log.stream_id());
-    let query = SyncQuery::new(since, limit, foreign);
+    let query = SyncQuery::new(since, limit, params.stream_id);
     let deadline = Instant::now() + wait;
     let mut head = app.stream.head.clone();
     loop {
         // Mark the head seen before reading, so a commit after the read wakes us.
         head.borrow_and_update();
-        let page = EventsPage::read(app.stream.log.as_ref(), query).await?;
+        let page = EventsPage::read(app.stream.log.as_ref(), &query).await?;
         if !page.is_empty() || Instant::now() >= deadline {
             return Ok(Json(page));
         }
@@ -221,7 +220,7 @@ async fn get_events(
             () = app.drain.requested().cancelled() => false,
         };
         if !woke {
-            return Ok(Json(EventsPage::read(app.stream.log.as_ref(), query).await?));
+            return Ok(Json(EventsPage::read(app.stream.log.as_ref(), &query).await?));
         }
     }
 }

@@ -14,7 +14,7 @@ use socketioxide::SocketIo;
 use socketioxide::extract::{SocketRef, State, TryData};
 use socketioxide::handler::ConnectHandler;
 use socketioxide::socket::DisconnectReason;
-use wecare_proto::{ErrorCode, NAMESPACE, Seq, event};
+use wecare_proto::{ErrorCode, NAMESPACE, event};
 
 use super::ack::{AckItem, BatchAck, ErrorBody};
 use super::reply::Reply;
@@ -26,6 +26,7 @@ use crate::domain::validate::{self, Rejection};
 use crate::ingest::Outcome;
 use crate::stream::fanout::Command;
 use crate::stream::replay::{self, Start};
+use crate::stream::resume::Claim;
 use crate::transport::events_page::{EventsPage, SyncQuery};
 
 /// Registers the namespace.
@@ -102,7 +103,7 @@ async fn on_connect(s: SocketRef, TryData(auth): TryData<Value>, State(app): Sta
         tracing::debug!(sid = %s.id, driver = %driver, "driver connected");
     } else {
         app.metrics.connections_watchers.fetch_add(1, Relaxed);
-        let start = watcher_start(auth.as_ref().ok(), app.stream.log.stream_id());
+        let start = Start::Subscribe(Claim::from_auth(auth.as_ref().ok()));
         tracing::debug!(sid = %s.id, subject = %p.subject, ?start, "watcher connected");
         replay::spawn(&app.stream, s.clone(), start, session.closed.clone());
     }
@@ -123,21 +124,6 @@ fn register_handlers(s: &SocketRef) {
         reply.send(&unknown, None).await;
     });
     s.on_disconnect(on_disconnect);
-}
-
-/// Where a watcher starts, from `auth.lastSeq` / `auth.streamId`.
-fn watcher_start(auth: Option<&Value>, stream_id: &str) -> Start {
-    let Some(auth) = auth else {
-        return Start::Snapshot;
-    };
-    if auth.get("streamId").and_then(Value::as_str).is_some_and(|other| other != stream_id) {
-        return Start::Snapshot;
-    }
-    match auth.get("lastSeq") {
-        Some(Value::Number(n)) => n.as_u64().map_or(Start::Snapshot, |s| Start::Resume(Seq(s))),
-        Some(Value::String(s)) => s.parse().map_or(Start::Snapshot, |s| Start::Resume(Seq(s))),
-        _ => Start::Snapshot,
-    }
 }
 
 async fn on_disconnect(s: SocketRef, reason: DisconnectReason, State(app): State<SharedState>) {
@@ -249,15 +235,12 @@ async fn on_events_sync(s: SocketRef, TryData(data): TryData<Value>, reply: Repl
         Ok(session) if !session.principal.is_watcher() => {
             Err(Rejection::new(ErrorCode::Forbidden, "only watchers may read the stream"))
         }
-        Ok(_) => {
-            match data.as_ref().map_err(|_| NOT_JSON).and_then(|v| SyncQuery::from_json(v, app.stream.log.stream_id()))
-            {
-                Err(r) => Err(r),
-                Ok(q) => EventsPage::read(app.stream.log.as_ref(), q)
-                    .await
-                    .map_err(|_| Rejection::new(ErrorCode::Unavailable, "storage unavailable")),
-            }
-        }
+        Ok(_) => match data.as_ref().map_err(|_| NOT_JSON).and_then(SyncQuery::from_json) {
+            Err(r) => Err(r),
+            Ok(q) => EventsPage::read(app.stream.log.as_ref(), &q)
+                .await
+                .map_err(|_| Rejection::new(ErrorCode::Unavailable, "storage unavailable")),
+        },
     };
     match result {
         Ok(page) => reply.send(&page, None).await,
