@@ -8,10 +8,11 @@
 //! joins, with nothing in between: no gap, no duplicate.
 //!
 //! A write that fails because the watcher's send buffer is full is never
-//! ignored: that watcher leaves the live set and gets a paced catch-up from
-//! storage ([`super::replay`]) that rejoins when it is current (design
-//! invariant: a watcher never silently misses an event, and no buffer grows
-//! without bound).
+//! ignored: that watcher leaves the live set and is told after which `seq`
+//! it fell behind; its replay task ([`super::replay`], which owns the
+//! watcher's catching up and going live) reads on from storage, paced, and
+//! joins again when current (design invariant: a watcher never silently
+//! misses an event, and no buffer grows without bound).
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -27,7 +28,6 @@ use tokio_util::sync::CancellationToken;
 use wecare_proto::{Seq, event};
 
 use super::StreamDeps;
-use super::replay::{self, Start};
 use crate::domain::event::SharedEvent;
 
 /// Events kept in memory for joins (older ones are read from storage).
@@ -60,6 +60,9 @@ pub(crate) struct Join {
     /// Set for a client-requested replay: `sync:complete` goes out on joining.
     pub(crate) sync: Option<SyncProgress>,
     pub(crate) reply: oneshot::Sender<Joined>,
+    /// Once live: told the last `seq` delivered if the watcher falls behind
+    /// (dropped when it leaves the live set for good).
+    pub(crate) behind: oneshot::Sender<Seq>,
 }
 
 /// A replay's progress, for its `sync:complete`.
@@ -96,6 +99,7 @@ struct LiveWatcher {
     stop: CancellationToken,
     /// Events at or below this were delivered before joining.
     after: Seq,
+    behind: oneshot::Sender<Seq>,
 }
 
 /// Outcome of writing one event to one socket.
@@ -199,7 +203,7 @@ impl Fanout {
                     let w = self.live.swap_remove(i);
                     self.deps.metrics.watchers_behind.fetch_add(1, Relaxed);
                     tracing::info!(sid = %w.socket.id, after = last_sent.0, "watcher fell behind; catching up from storage");
-                    replay::spawn(&self.deps, w.socket, Start::CatchUp(last_sent), w.stop);
+                    let _ = w.behind.send(last_sent);
                 }
             }
         }
@@ -208,7 +212,7 @@ impl Fanout {
     }
 
     fn join(&mut self, join: Join) {
-        let Join { socket, stop, after, sync, reply } = join;
+        let Join { socket, stop, after, sync, reply, behind } = join;
         let mut cursor = after;
         let mut sent = 0u64;
         if let Some(front) = self.ring.front() {
@@ -247,7 +251,7 @@ impl Fanout {
                 return;
             }
         }
-        self.live.push(LiveWatcher { socket, stop, after: cursor });
+        self.live.push(LiveWatcher { socket, stop, after: cursor, behind });
         let _ = reply.send(Joined::Live);
     }
 }

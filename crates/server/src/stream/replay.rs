@@ -1,7 +1,8 @@
-//! Bringing one watcher up to date, then handing it to the live fan-out:
-//! a snapshot or a resume (`seq > lastSeq` in order, then `sync:complete`)
-//! as [`super::resume`] decides — or a snapshot after all when retention
-//! dropped events it needs — or the catch-up of a watcher that fell behind.
+//! One watcher's life in the stream, as one task: brought up to date — a
+//! snapshot or a resume (`seq > lastSeq` in order, then `sync:complete`)
+//! as [`super::resume`] decides, or a snapshot after all when retention
+//! dropped events it needs — then handed to the live fan-out; and, when the
+//! fan-out says it fell behind, caught up from storage and handed back.
 //!
 //! Writes are paced against the socket's bounded send buffer: when it is
 //! full the task waits for it to drain, so a replay of any length holds at
@@ -29,28 +30,19 @@ const DRAIN_POLL: Duration = Duration::from_millis(1);
 /// heartbeat then closes its transport and it resumes on reconnect.
 const STALL_LIMIT: Duration = Duration::from_secs(30);
 
-/// Where a watcher starts.
-#[derive(Debug, Clone)]
-pub(crate) enum Start {
-    /// A new socket with what its handshake claims ([`resume`]): snapshot,
-    /// or replay + `sync:complete`; then live.
-    Subscribe(Claim),
-    /// Fell behind the live fan-out after `seq`: replay, then live again.
-    CatchUp(Seq),
-}
-
 /// The socket went away or the server is stopping.
 #[derive(Debug)]
 struct Stop;
 
-/// Runs the replay for `socket` until it is live, gone, or `stop` fires
-/// (its session ended: a socket never outlives its token, also mid-replay).
-pub(crate) fn spawn(deps: &Arc<StreamDeps>, socket: SocketRef, start: Start, stop: CancellationToken) {
+/// Runs the watcher `socket` with what its handshake claims, until it is
+/// gone or `stop` fires (its session ended: a socket never outlives its
+/// token, also mid-replay).
+pub(crate) fn spawn(deps: &Arc<StreamDeps>, socket: SocketRef, claim: Claim, stop: CancellationToken) {
     let deps = Arc::clone(deps);
     let tracker = deps.tracker.clone();
     tracker.spawn(async move {
         tokio::select! {
-            _ = drive(&deps, &socket, start, &stop) => {}
+            _ = drive(&deps, &socket, claim, &stop) => {}
             () = stop.cancelled() => {}
         }
     });
@@ -76,21 +68,16 @@ where
     }
 }
 
-async fn drive(deps: &Arc<StreamDeps>, socket: &SocketRef, start: Start, stop: &CancellationToken) -> Result<(), Stop> {
-    let (mut cursor, mut sync) = match start {
-        Start::Subscribe(claim) => {
-            let stream_id = deps.log.stream_id();
-            let from = match claim.resumable(stream_id) {
-                // The store's own head (see `Claim::start`).
-                Some(last) => claim.start(stream_id, read_retrying(|| deps.log.read_after(last, 0)).await.head),
-                None => StartFrom::State,
-            };
-            match from {
-                StartFrom::State => (send_snapshot(deps, socket).await?, None),
-                StartFrom::After(last) => (last, Some(SyncProgress { from: last, replayed: 0 })),
-            }
-        }
-        Start::CatchUp(after) => (after, None),
+async fn drive(deps: &Arc<StreamDeps>, socket: &SocketRef, claim: Claim, stop: &CancellationToken) -> Result<(), Stop> {
+    let stream_id = deps.log.stream_id();
+    let from = match claim.resumable(stream_id) {
+        // The store's own head (see `Claim::start`).
+        Some(last) => claim.start(stream_id, read_retrying(|| deps.log.read_after(last, 0)).await.head),
+        None => StartFrom::State,
+    };
+    let (mut cursor, mut sync) = match from {
+        StartFrom::State => (send_snapshot(deps, socket).await?, None),
+        StartFrom::After(last) => (last, Some(SyncProgress { from: last, replayed: 0 })),
     };
     loop {
         let page = read_retrying(|| deps.log.read_after(cursor, PAGE)).await;
@@ -120,10 +107,16 @@ async fn drive(deps: &Arc<StreamDeps>, socket: &SocketRef, start: Start, stop: &
             continue;
         }
         let (reply, joined) = oneshot::channel();
-        let join = Join { socket: socket.clone(), stop: stop.clone(), after: cursor, sync, reply };
+        let (behind, fell_behind) = oneshot::channel();
+        let join = Join { socket: socket.clone(), stop: stop.clone(), after: cursor, sync, reply, behind };
         deps.fanout.send(Command::Join(join)).await.map_err(|_| Stop)?;
         match joined.await.map_err(|_| Stop)? {
-            Joined::Live => return Ok(()),
+            Joined::Live => {
+                // Live until the fan-out says it fell behind (then catch up
+                // from storage, no `sync:complete`) or lets it go (gone).
+                cursor = fell_behind.await.map_err(|_| Stop)?;
+                sync = None;
+            }
             Joined::Behind { cursor: c, sent } => {
                 cursor = c;
                 if let Some(s) = &mut sync {

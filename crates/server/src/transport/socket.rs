@@ -25,7 +25,7 @@ use crate::domain::auth::AuthError;
 use crate::domain::validate::{self, Rejection};
 use crate::ingest::Outcome;
 use crate::stream::fanout::Command;
-use crate::stream::replay::{self, Start};
+use crate::stream::replay;
 use crate::stream::resume::Claim;
 use crate::transport::events_page::{EventsPage, SyncQuery};
 
@@ -103,9 +103,9 @@ async fn on_connect(s: SocketRef, TryData(auth): TryData<Value>, State(app): Sta
         tracing::debug!(sid = %s.id, driver = %driver, "driver connected");
     } else {
         app.metrics.connections_watchers.fetch_add(1, Relaxed);
-        let start = Start::Subscribe(Claim::from_auth(auth.as_ref().ok()));
-        tracing::debug!(sid = %s.id, subject = %p.subject, ?start, "watcher connected");
-        replay::spawn(&app.stream, s.clone(), start, session.closed.clone());
+        let claim = Claim::from_auth(auth.as_ref().ok());
+        tracing::debug!(sid = %s.id, subject = %p.subject, ?claim, "watcher connected");
+        replay::spawn(&app.stream, s.clone(), claim, session.closed.clone());
     }
     spawn_expiry_clock(&app.stream.tracker, s.clone(), Arc::clone(&session), app.config.auth_expiry_warning);
     super::revocation::watch_socket(&app, s.clone(), Arc::clone(&session));
