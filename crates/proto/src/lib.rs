@@ -23,6 +23,8 @@ pub mod event;
 mod ids;
 mod seq;
 mod status;
+#[cfg(test)]
+mod typescript;
 
 pub use error::ErrorCode;
 pub use ids::{DriverId, IdError, MessageId};

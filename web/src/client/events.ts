@@ -1,43 +1,24 @@
 /**
  * The one place the wire vocabulary of `/locations` lives for the web client:
- * event names, payload types (wire contract v1.1, docs/protocol.md §2–§7) and
- * the stable handshake-refusal messages. Nothing else in `web/` spells an
- * event name as a string literal.
+ * event names, codes and statuses (generated from the Rust proto crate into
+ * `wire.gen.ts`, re-exported here) and payload types (wire contract v1.2,
+ * docs/protocol.md §2–§7). Nothing else in `web/` spells an event name as a
+ * string literal.
  */
+import { ClientEvent, ErrorCode, HandshakeRefusal, ServerEvent, type DriverStatus } from './wire.gen';
 
-/** Socket.io namespace of the location stream. */
-export const NAMESPACE = '/locations';
-
-/** Events the server sends to watchers. */
-export const ServerEvent = {
-  LocationUpdated: 'location:updated',
-  DriverStatusUpdated: 'driver:status:updated',
-  DriverPresence: 'driver:presence',
-  DriversSnapshot: 'drivers:snapshot',
-  SyncComplete: 'sync:complete',
-  AuthExpiring: 'auth:expiring',
-  AuthExpired: 'auth:expired',
-  Error: 'error',
-} as const;
-
-/** Events a client sends. */
-export const ClientEvent = {
-  AuthRefresh: 'auth:refresh',
-  EventsSync: 'events:sync',
-  /** Driver events (the driver client, and tests and tools that play a driver). */
-  LocationUpdate: 'location:update',
-  LocationBatch: 'location:batch',
-  DriverStatus: 'driver:status',
-} as const;
-
-/** Stable `connect_error` messages (contract §2); clients rely on these only. */
-export const HandshakeRefusal = {
-  AuthRequired: 'Authentication required',
-  InvalidToken: 'Invalid token',
-  TokenExpired: 'Token expired',
-  Forbidden: 'Forbidden',
-} as const;
-export type HandshakeRefusal = (typeof HandshakeRefusal)[keyof typeof HandshakeRefusal];
+// The vocabulary shared with the server, generated from crates/proto.
+export {
+  ClientEvent,
+  DRIVER_STATUSES,
+  ErrorCode,
+  HandshakeRefusal,
+  MAX_BATCH,
+  NAMESPACE,
+  RETRYABLE_CODES,
+  ServerEvent,
+  type DriverStatus,
+} from './wire.gen';
 
 export function asHandshakeRefusal(message: string): HandshakeRefusal | null {
   return (Object.values(HandshakeRefusal) as string[]).includes(message) ? (message as HandshakeRefusal) : null;
@@ -48,21 +29,6 @@ export const SERVER_DISCONNECT_REASON = 'io server disconnect';
 /** The disconnect reason of our own `socket.disconnect()`. */
 export const CLIENT_DISCONNECT_REASON = 'io client disconnect';
 
-export const ErrorCode = {
-  AuthRequired: 'AUTH_REQUIRED',
-  InvalidToken: 'INVALID_TOKEN',
-  TokenExpired: 'TOKEN_EXPIRED',
-  Forbidden: 'FORBIDDEN',
-  InvalidPayload: 'INVALID_PAYLOAD',
-  InvalidCoordinates: 'INVALID_COORDINATES',
-  RateLimited: 'RATE_LIMITED',
-  Unavailable: 'UNAVAILABLE',
-} as const;
-export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
-
-/** Driver statuses, upper case as the server stores and broadcasts them. */
-export type DriverStatus = 'AVAILABLE' | 'BUSY' | 'ON_TRIP' | 'ON_DUTY' | 'OFF_DUTY' | 'UNAVAILABLE' | 'OFFLINE';
-
 /** ISO-8601 UTC with milliseconds, as every server timestamp. */
 export type IsoTime = string;
 
@@ -71,8 +37,14 @@ export interface LocationUpdated {
   id: string;
   driverId: string;
   driverEmail?: string;
+  /** v1.2: the driver's display name, when its token has one. */
+  driverName?: string;
   lat: number;
   lng: number;
+  /** v1.2: `lat`, `lng` and `recordedAt` again under the deployed Map Command page's row names (absent on events stored before v1.2). */
+  latitude?: number;
+  longitude?: number;
+  lastUpdated?: IsoTime;
   recordedAt: IsoTime;
   timestamp: IsoTime;
   status: DriverStatus | string;
@@ -226,12 +198,6 @@ export interface BatchAck {
   status: 'ok';
   results: LocationResult[];
 }
-
-/** Largest `location:batch` the server takes. */
-export const MAX_BATCH = 1000;
-
-/** The only codes a resend of the same message may turn into a success (§8). */
-export const RETRYABLE_CODES: readonly string[] = [ErrorCode.RateLimited, ErrorCode.Unavailable];
 
 /** REST paths this client uses (docs/protocol.md §7). */
 export const RestPath = {

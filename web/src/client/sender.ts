@@ -135,7 +135,7 @@ export class Sender {
       if (r && r.status === 'ok') {
         ok.push(fix.id);
         this.opts.onAck?.(r, transport.name);
-      } else if (r && (r.retryable === true || RETRYABLE_CODES.includes(r.code))) {
+      } else if (r && (r.retryable === true || (RETRYABLE_CODES as readonly string[]).includes(r.code))) {
         retry ??= r.code;
       } else {
         const code = r?.code ?? 'INVALID_PAYLOAD';
