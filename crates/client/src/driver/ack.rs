@@ -17,17 +17,23 @@ pub(super) struct AckOutcome {
     pub(super) last_ack: Option<(String, u64)>,
 }
 
-fn is_auth_code(code: &str) -> bool {
-    matches!(code, "TOKEN_EXPIRED" | "INVALID_TOKEN" | "AUTH_REQUIRED")
+/// The error object's code, when it is one this SDK knows (a newer
+/// server's code is `None`: judged by its `retryable` flag alone).
+fn error_code(err: &Value) -> Option<ErrorCode> {
+    err.get("code").cloned().and_then(|c| serde_json::from_value(c).ok())
+}
+
+/// The token was refused: a fresh one may get the same fixes through.
+fn is_auth_code(err: &Value) -> bool {
+    matches!(error_code(err), Some(ErrorCode::TokenExpired | ErrorCode::InvalidToken | ErrorCode::AuthRequired))
 }
 
 /// Whether an error object may succeed if sent again: the wire's
 /// `retryable` flag, else the code's.
 fn retryable(err: &Value) -> bool {
-    err.get("retryable").and_then(Value::as_bool).unwrap_or_else(|| {
-        serde_json::from_value::<ErrorCode>(err.get("code").cloned().unwrap_or_default())
-            .is_ok_and(ErrorCode::is_retryable)
-    })
+    err.get("retryable")
+        .and_then(Value::as_bool)
+        .unwrap_or_else(|| error_code(err).is_some_and(ErrorCode::is_retryable))
 }
 
 fn code_and_message(err: &Value) -> (String, String) {
@@ -53,7 +59,7 @@ pub(super) fn interpret_ack(batch: &[OutboxEntry], ack: &Value) -> AckOutcome {
                 let (code, message) = code_and_message(result);
                 if retryable(result) {
                     out.retry = true;
-                } else if is_auth_code(&code) {
+                } else if is_auth_code(result) {
                     out.reauth = true;
                 } else {
                     out.park.push((entry.id.clone(), code, message));
@@ -64,9 +70,9 @@ pub(super) fn interpret_ack(batch: &[OutboxEntry], ack: &Value) -> AckOutcome {
             let (code, message) = code_and_message(ack);
             if retryable(ack) {
                 out.retry = true;
-            } else if is_auth_code(&code) {
+            } else if is_auth_code(ack) {
                 out.reauth = true;
-            } else if code == ErrorCode::Forbidden.as_str() {
+            } else if error_code(ack) == Some(ErrorCode::Forbidden) {
                 // The whole batch refused: the token is not a driver's. The
                 // fixes are fine; keep them for a token that is.
                 warn!(%message, "server refused the batch as FORBIDDEN; keeping the fixes");

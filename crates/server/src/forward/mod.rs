@@ -240,7 +240,10 @@ impl Forwarder {
                     }
                 }
                 () = self.stop.cancelled() => {
-                    let _ = self.log.set_cursor(CURSOR, queue.cursor()).await;
+                    if let Err(e) = self.log.set_cursor(CURSOR, queue.cursor()).await {
+                        // The last stored cursor stands: a restart sends a little again.
+                        tracing::warn!(error = %e, "forwarding cursor not stored at stop");
+                    }
                     return Ok(());
                 }
             }
