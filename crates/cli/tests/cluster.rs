@@ -710,9 +710,25 @@ async fn presence_changes_made_while_postgresql_is_down_are_applied_once_it_is_b
     wait_until("/readyz 503", Duration::from_secs(10), || async move { readiness(addr).await == 503 }).await;
     let (_joining, _joining_rx) = socket(&urls[0], "driver", "joins-during-outage").await;
     leaving.close().await;
+    // A phone that keeps reconnecting through the outage and is connected at its end.
+    for _ in 0..5 {
+        let (flap, _flap_rx) = socket(&urls[0], "driver", "flaps-during-outage").await;
+        flap.close().await;
+    }
+    let (_flapper, _flapper_rx) = socket(&urls[0], "driver", "flaps-during-outage").await;
     tokio::task::block_in_place(|| cluster.pg.start());
     wait_until("/readyz 200", Duration::from_secs(15), || async move { readiness(addr).await == 200 }).await;
 
     w.wait_event("joins-during-outage online", presence("joins-during-outage", true)).await;
+    w.wait_event("flaps-during-outage online", presence("flaps-during-outage", true)).await;
     w.wait_event("leaves-during-outage offline", presence("leaves-during-outage", false)).await;
+    // A driver that comes and goes after all that: its offline follows any
+    // offline a wrongly counted flapper would have been announced with.
+    let (marker, _marker_rx) = socket(&urls[0], "driver", "after-the-outage").await;
+    w.wait_event("after-the-outage online", presence("after-the-outage", true)).await;
+    marker.close().await;
+    w.wait_event("after-the-outage offline", presence("after-the-outage", false)).await;
+    let log = w.log();
+    let flapper_offline = log.events.iter().any(|e| presence("flaps-during-outage", false)(e));
+    assert!(!flapper_offline, "a driver connected at the end of the outage was announced offline");
 }

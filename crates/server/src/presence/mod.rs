@@ -12,6 +12,7 @@
 //! of a node that died (its lease ran out) and those online when the whole
 //! service restarted.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -37,9 +38,9 @@ enum Change {
 }
 
 /// Handle: report a driver's sockets opening and closing. Reporting never
-/// waits: while the store is down the changes queue here (one small entry
-/// per socket opened or closed) and the announcements wait in the
-/// [`announcer`] (one per driver).
+/// waits: while the store is down the changes queue in the recording task
+/// ([`Pending`]: about one entry per open socket) and the announcements in
+/// the [`announcer`] (one per driver).
 #[derive(Debug, Clone)]
 pub(crate) struct Presence {
     tx: mpsc::UnboundedSender<Change>,
@@ -82,28 +83,63 @@ impl Presence {
     }
 }
 
-/// Records socket changes in order (an open and its close must not swap),
-/// then wishes the presence event.
-async fn record(deps: PresenceDeps, announcer: Announcer, mut rx: mpsc::UnboundedReceiver<Change>) {
-    loop {
-        let change = tokio::select! {
-            c = rx.recv() => match c { Some(c) => c, None => return },
-            () = deps.stop.cancelled() => return,
-        };
-        // While the cluster's store is down, a change is retried until it is
-        // recorded (later changes wait behind it: an open and its close keep
-        // their order), so presence catches up once the store is back.
-        match change {
-            Change::Opened(driver) => {
-                if !retrying(&deps, "socket not recorded", || deps.cluster.driver_socket_opened(&driver)).await {
-                    return;
-                }
-                announcer.want(driver, Wish::Online { at: now_ms() });
+/// Socket changes not recorded yet, in order; the first is the one being
+/// tried. A close cancels a later open of the same driver that was never
+/// tried — the socket came and went while the store was down — because the
+/// cluster counts sockets per driver: the pair would change nothing. So a
+/// long outage with phones reconnecting all the while queues about one
+/// entry per socket, not one per reconnect.
+#[derive(Debug, Default)]
+struct Pending(VecDeque<Change>);
+
+impl Pending {
+    fn push(&mut self, change: Change) {
+        if let Change::Closed(driver) = &change {
+            let untried_open = self.0.iter().skip(1).rposition(|c| matches!(c, Change::Opened(d) if d == driver));
+            if let Some(i) = untried_open {
+                self.0.remove(i + 1);
+                return;
             }
-            Change::Closed(driver) => {
-                if !retrying(&deps, "socket close not recorded", || deps.cluster.driver_socket_closed(&driver)).await {
-                    return;
-                }
+        }
+        self.0.push_back(change);
+    }
+}
+
+/// Records socket changes in order (an open and its close must not swap),
+/// then wishes the presence event. While the cluster's store is down the
+/// first change is retried (later ones wait behind it, see [`Pending`]),
+/// so presence catches up once the store is back.
+async fn record(deps: PresenceDeps, announcer: Announcer, mut rx: mpsc::UnboundedReceiver<Change>) {
+    let mut pending = Pending::default();
+    let mut delay = Duration::from_millis(100);
+    loop {
+        if pending.0.is_empty() {
+            tokio::select! {
+                c = rx.recv() => match c { Some(c) => pending.push(c), None => return },
+                () = deps.stop.cancelled() => return,
+            }
+        }
+        while let Ok(c) = rx.try_recv() {
+            pending.push(c);
+        }
+        let Some(first) = pending.0.front() else { continue };
+        let recorded = match first {
+            Change::Opened(driver) => deps.cluster.driver_socket_opened(driver).await,
+            Change::Closed(driver) => deps.cluster.driver_socket_closed(driver).await,
+        };
+        if let Err(e) = recorded {
+            tracing::warn!(error = %e, waiting = pending.0.len(), "socket change not recorded; retrying");
+            tokio::select! {
+                () = tokio::time::sleep(delay) => {}
+                () = deps.stop.cancelled() => return,
+            }
+            delay = (delay * 2).min(Duration::from_secs(2));
+            continue;
+        }
+        delay = Duration::from_millis(100);
+        match pending.0.pop_front() {
+            Some(Change::Opened(driver)) => announcer.want(driver, Wish::Online { at: now_ms() }),
+            Some(Change::Closed(driver)) => {
                 let (deps, announcer) = (deps.clone(), announcer.clone());
                 deps.tracker.clone().spawn(async move {
                     tokio::select! {
@@ -113,29 +149,8 @@ async fn record(deps: PresenceDeps, announcer: Announcer, mut rx: mpsc::Unbounde
                     announcer.want(driver, Wish::Offline { grace: deps.grace_ms(), at: now_ms() });
                 });
             }
+            None => {}
         }
-    }
-}
-
-/// Runs `op` until it succeeds (backing off to 2 s between tries); false
-/// when the server stopped first.
-async fn retrying<F, Fut, E>(deps: &PresenceDeps, what: &str, mut op: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<(), E>>,
-    E: std::fmt::Display,
-{
-    let mut delay = Duration::from_millis(100);
-    loop {
-        match op().await {
-            Ok(()) => return true,
-            Err(e) => tracing::warn!(error = %e, "{what}; retrying"),
-        }
-        tokio::select! {
-            () = tokio::time::sleep(delay) => {}
-            () = deps.stop.cancelled() => return false,
-        }
-        delay = (delay * 2).min(Duration::from_secs(2));
     }
 }
 
@@ -177,5 +192,52 @@ async fn sweep(deps: PresenceDeps, announcer: Announcer) {
             }
             Err(e) => tracing::debug!(error = %e, "presence sweep failed"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opened(d: &str) -> Change {
+        Change::Opened(DriverId::new(d))
+    }
+
+    fn closed(d: &str) -> Change {
+        Change::Closed(DriverId::new(d))
+    }
+
+    fn shape(p: &Pending) -> Vec<String> {
+        p.0.iter()
+            .map(|c| match c {
+                Change::Opened(d) => format!("+{}", d.as_str()),
+                Change::Closed(d) => format!("-{}", d.as_str()),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn reconnects_during_an_outage_queue_one_entry_per_open_socket() {
+        let mut p = Pending::default();
+        p.push(closed("a")); // being tried: the store is down
+        for _ in 0..100 {
+            p.push(opened("a"));
+            p.push(closed("a"));
+        }
+        p.push(opened("a"));
+        assert_eq!(shape(&p), ["-a", "+a"], "the socket open now, after the close being tried");
+    }
+
+    #[test]
+    fn the_change_being_tried_is_never_cancelled_and_other_drivers_are_untouched() {
+        let mut p = Pending::default();
+        p.push(opened("a")); // being tried: it may have been recorded already
+        p.push(opened("b"));
+        p.push(closed("a"));
+        p.push(closed("c"));
+        assert_eq!(shape(&p), ["+a", "+b", "-a", "-c"]);
+        p.push(opened("b"));
+        p.push(closed("b"));
+        assert_eq!(shape(&p), ["+a", "+b", "-a", "-c"], "the later, untried open of b is cancelled");
     }
 }
