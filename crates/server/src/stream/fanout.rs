@@ -97,7 +97,7 @@ struct SyncComplete<'a> {
 struct LiveWatcher {
     socket: SocketRef,
     stop: CancellationToken,
-    /// Events at or below this were delivered before joining.
+    /// Events at or below this were delivered (before joining, or live).
     after: Seq,
     behind: oneshot::Sender<Seq>,
 }
@@ -177,7 +177,7 @@ impl Fanout {
         let mut delivered = 0u64;
         let mut i = 0;
         while i < self.live.len() {
-            let w = &self.live[i];
+            let w = &mut self.live[i];
             if w.stop.is_cancelled() {
                 self.live.swap_remove(i);
                 continue;
@@ -194,6 +194,9 @@ impl Fanout {
                     Write::Full | Write::Gone => break,
                 }
             }
+            // What it has now: a later round that finds its buffer full
+            // sends it on from here, not from where it joined.
+            w.after = last_sent;
             match outcome {
                 Write::Sent => i += 1,
                 Write::Gone => {
