@@ -43,6 +43,8 @@ struct Envelope {
 pub(crate) struct PgCluster {
     node_id: String,
     config: Config,
+    /// Where the lock session's connection runs (see `conn::connect`).
+    runtime: tokio::runtime::Handle,
     plain: Slot<Plain>,
     /// The session holding this node's job locks, and the jobs it holds.
     locks: Mutex<Option<(Client, HashSet<Job>)>>,
@@ -71,6 +73,7 @@ impl PgCluster {
         let this = Arc::new(Self {
             node_id,
             config: config.clone(),
+            runtime: tokio::runtime::Handle::current(),
             plain: Slot::new(config.clone()),
             locks: Mutex::new(None),
             bus: broadcast::channel(1024).0,
@@ -320,7 +323,7 @@ impl Cluster for PgCluster {
             let mut locks = self.locks.lock().await;
             if locks.as_ref().is_none_or(|(c, _)| c.is_closed()) {
                 // A new session holds no lock: the jobs start over.
-                *locks = Some((connect(&self.config).await?, HashSet::new()));
+                *locks = Some((connect(&self.config, &self.runtime).await?, HashSet::new()));
             }
             let Some((client, held)) = locks.as_mut() else {
                 return Ok(false);

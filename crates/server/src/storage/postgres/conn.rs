@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::runtime::Handle;
 use tokio::sync::Mutex;
 use tokio_postgres::{Client, Config, NoTls};
 
@@ -33,13 +34,16 @@ pub(crate) fn parse_url(url: &str) -> Result<Config, StorageError> {
     Ok(config)
 }
 
-/// Opens one connection; its I/O runs on its own task, which ends when the
-/// client is dropped or the connection breaks.
-pub(super) async fn connect(config: &Config) -> Result<Client, StorageError> {
+/// Opens one connection; its I/O runs on its own task on `runtime`, which
+/// ends when the client is dropped or the connection breaks. `runtime` is
+/// the server's, whoever connects: a connection shared by every caller must
+/// not live on the thread of the one that happened to (re)connect it — the
+/// forwarder's runs at a low priority and stops first.
+pub(super) async fn connect(config: &Config, runtime: &Handle) -> Result<Client, StorageError> {
     let (client, connection) = tokio::time::timeout(CONNECT_TIMEOUT, config.connect(NoTls))
         .await
         .map_err(|_| StorageError::Database("connecting to PostgreSQL timed out".into()))??;
-    tokio::spawn(async move {
+    runtime.spawn(async move {
         if let Err(e) = connection.await {
             tracing::debug!(error = %e, "postgres connection ended");
         }
@@ -57,12 +61,17 @@ pub(super) trait Prepared: Sized + Send + Sync + 'static {
 #[derive(Debug)]
 pub(super) struct Slot<P> {
     config: Config,
+    runtime: Handle,
     conn: Mutex<Option<Arc<P>>>,
 }
 
 impl<P: Prepared> Slot<P> {
+    /// A slot whose connections run on the current runtime (the server's).
+    ///
+    /// # Panics
+    /// Outside a tokio runtime.
     pub(super) fn new(config: Config) -> Self {
-        Self { config, conn: Mutex::new(None) }
+        Self { config, runtime: Handle::current(), conn: Mutex::new(None) }
     }
 
     /// The connection, connecting (and preparing) first if there is none or
@@ -75,7 +84,7 @@ impl<P: Prepared> Slot<P> {
             return Ok(Arc::clone(c));
         }
         *slot = None;
-        let prepared = Arc::new(P::prepare(connect(&self.config).await?).await?);
+        let prepared = Arc::new(P::prepare(connect(&self.config, &self.runtime).await?).await?);
         *slot = Some(Arc::clone(&prepared));
         Ok(prepared)
     }

@@ -177,7 +177,8 @@ impl PgLog {
     /// # Errors
     /// The database cannot be reached, or holds a newer schema.
     pub(crate) async fn open(config: &Config) -> Result<Self, StorageError> {
-        let client = connect(config).await?;
+        // A connection for the migration only, dropped at the end of open.
+        let client = connect(config, &tokio::runtime::Handle::current()).await?;
         migrate(&client).await?;
         let row = client.query_one("SELECT stream_id, head FROM stream WHERE id = 1", &[]).await?;
         let stream_id: String = row.get(0);
