@@ -5,8 +5,9 @@
 //! that grows with reconnects, and no socket handler waits for the store.
 //!
 //! Order per driver holds: one task stores, and a wish made while a batch
-//! is being stored goes into the next batch. A newer wish replaces an older
-//! one not stored yet — the driver that came and went during an outage is
+//! is being stored goes into the next batch. A newer online replaces what
+//! is owed; an offline (guarded in the store's commit) keeps an online
+//! owed before it — the driver that came and went during an outage is
 //! announced as it is now.
 
 use std::collections::HashMap;
@@ -30,34 +31,56 @@ pub(super) enum Wish {
     Offline { grace: Millis, at: Millis },
 }
 
-/// The wishes not stored yet, one per driver, in the order drivers first
-/// got one (so a long outage does not starve anyone).
+/// What a driver is owed: an online, a guarded offline, or an online then
+/// a guarded offline.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Owed {
+    online: Option<Millis>,
+    offline: Option<(Millis, Millis)>,
+}
+
+/// The wishes not stored yet, per driver, in the order drivers first got
+/// one (so a long outage does not starve anyone).
 #[derive(Debug, Default)]
 pub(super) struct Wishes {
     order: Vec<DriverId>,
-    newest: HashMap<DriverId, Wish>,
+    owed: HashMap<DriverId, Owed>,
 }
 
 impl Wishes {
+    /// An online replaces whatever is owed (the driver has a socket now).
+    /// An offline keeps an online owed before it: the offline's guard may
+    /// drop it (the driver reconnected meanwhile), and the online must not
+    /// be lost with it.
     pub(super) fn want(&mut self, driver: DriverId, wish: Wish) {
-        if self.newest.insert(driver.clone(), wish).is_none() {
-            self.order.push(driver);
+        let owed = match self.owed.get_mut(&driver) {
+            Some(owed) => owed,
+            None => {
+                self.order.push(driver.clone());
+                self.owed.entry(driver).or_default()
+            }
+        };
+        match wish {
+            Wish::Online { at } => *owed = Owed { online: Some(at), offline: None },
+            Wish::Offline { grace, at } => owed.offline = Some((grace, at)),
         }
     }
 
-    /// Everything wished so far, as events to store; none left behind.
+    /// Everything wished so far, as events to store in this order; none
+    /// left behind.
     pub(super) fn take(&mut self) -> Vec<NewEvent> {
-        let mut newest = std::mem::take(&mut self.newest);
-        std::mem::take(&mut self.order)
-            .into_iter()
-            .filter_map(|driver| {
-                let wish = newest.remove(&driver)?;
-                Some(match wish {
-                    Wish::Online { at } => NewEvent::online(driver, at),
-                    Wish::Offline { grace, at } => NewEvent::offline(driver, grace, at),
-                })
-            })
-            .collect()
+        let mut owed = std::mem::take(&mut self.owed);
+        let mut events = Vec::new();
+        for driver in std::mem::take(&mut self.order) {
+            let Some(o) = owed.remove(&driver) else { continue };
+            if let Some(at) = o.online {
+                events.push(NewEvent::online(driver.clone(), at));
+            }
+            if let Some((grace, at)) = o.offline {
+                events.push(NewEvent::offline(driver, grace, at));
+            }
+        }
+        events
     }
 
     pub(super) fn len(&self) -> usize {
@@ -125,13 +148,29 @@ mod tests {
     #[test]
     fn the_newest_wish_per_driver_in_first_wished_order() {
         let mut w = Wishes::default();
-        w.want(DriverId::new("a"), Wish::Online { at: 1 });
+        w.want(DriverId::new("a"), Wish::Offline { grace: 15_000, at: 1 });
         w.want(DriverId::new("b"), Wish::Online { at: 2 });
-        w.want(DriverId::new("a"), Wish::Offline { grace: 15_000, at: 3 });
+        w.want(DriverId::new("a"), Wish::Online { at: 3 });
+        w.want(DriverId::new("b"), Wish::Online { at: 4 });
         assert_eq!(w.len(), 2, "one entry per driver, however many reconnects");
         let events = w.take();
-        assert_eq!(shape(&events), [("a".to_owned(), Some(15_000)), ("b".to_owned(), None)]);
+        assert_eq!(shape(&events), [("a".to_owned(), None), ("b".to_owned(), None)]);
+        assert_eq!(events[1].received, 4, "the newest");
         assert!(w.take().is_empty(), "taken once");
+    }
+
+    #[test]
+    fn an_offline_keeps_the_online_owed_before_it() {
+        // Online while the store was down, then a socket dropped and the
+        // grace ran out: if the driver reconnected, the offline's guard
+        // drops it — and the online must still be stored.
+        let mut w = Wishes::default();
+        w.want(DriverId::new("a"), Wish::Online { at: 1 });
+        w.want(DriverId::new("a"), Wish::Offline { grace: 10, at: 2 });
+        w.want(DriverId::new("a"), Wish::Offline { grace: 10, at: 3 });
+        let events = w.take();
+        assert_eq!(shape(&events), [("a".to_owned(), None), ("a".to_owned(), Some(10))]);
+        assert_eq!(events[1].received, 3);
     }
 
     #[test]
