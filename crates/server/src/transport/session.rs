@@ -82,17 +82,26 @@ impl Session {
         }
     }
 
-    /// The connect handler starts; false when the socket already left.
-    pub(crate) fn mark_joined(&self) -> bool {
+    /// The connect handler starts: runs `on_join` unless the socket already
+    /// left (then false). `on_join` runs under the lifecycle lock, so what a
+    /// concurrent leave reports comes after what it reported.
+    pub(crate) fn mark_joined(&self, on_join: impl FnOnce()) -> bool {
         let mut l = self.lifecycle.lock().unwrap_or_else(|e| e.into_inner());
         l.joined = !l.left;
+        if l.joined {
+            on_join();
+        }
         l.joined
     }
 
-    /// The socket left; true when the connect handler had set it up.
-    pub(crate) fn mark_left(&self) -> bool {
+    /// The socket left: runs `on_leave` if the connect handler had joined
+    /// it (then true), under the same lock as `on_join`.
+    pub(crate) fn mark_left(&self, on_leave: impl FnOnce()) -> bool {
         let mut l = self.lifecycle.lock().unwrap_or_else(|e| e.into_inner());
         l.left = true;
+        if l.joined {
+            on_leave();
+        }
         l.joined
     }
 

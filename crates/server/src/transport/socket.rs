@@ -92,14 +92,21 @@ async fn on_connect(s: SocketRef, TryData(auth): TryData<Value>, State(app): Sta
 
     // The disconnect handler may already have run (a socket that closed at
     // once): then there is nothing to set up, and nothing it would undo.
-    if !session.mark_joined() {
+    // A driver's socket is reported open as it joins, so that a disconnect
+    // (another task) reports its close after it, never before (the counts
+    // would be left one too high).
+    let joined = session.mark_joined(|| {
+        if let Some(driver) = p.driver_id() {
+            app.metrics.connections_drivers.fetch_add(1, Relaxed);
+            app.presence.opened(driver.clone());
+        }
+    });
+    if !joined {
         return;
     }
     super::peers::admit(&app, &p.subject, &s).await;
 
     if let Some(driver) = p.driver_id() {
-        app.metrics.connections_drivers.fetch_add(1, Relaxed);
-        app.presence.opened(driver.clone());
         tracing::debug!(sid = %s.id, driver = %driver, "driver connected");
     } else {
         app.metrics.connections_watchers.fetch_add(1, Relaxed);
@@ -131,14 +138,18 @@ async fn on_disconnect(s: SocketRef, reason: DisconnectReason, State(app): State
         return;
     };
     session.closed.cancel();
-    if !session.mark_left() {
+    let driver = session.principal.driver_id();
+    let joined = session.mark_left(|| {
+        if let Some(driver) = driver {
+            app.metrics.connections_drivers.fetch_sub(1, Relaxed);
+            app.presence.closed(driver.clone());
+        }
+    });
+    if !joined {
         return;
     }
     super::peers::left(&app, &session.principal.subject, &s).await;
-    if let Some(driver) = session.principal.driver_id() {
-        app.metrics.connections_drivers.fetch_sub(1, Relaxed);
-        app.presence.closed(driver.clone());
-    } else {
+    if driver.is_none() {
         app.metrics.connections_watchers.fetch_sub(1, Relaxed);
         let _ = app.stream.fanout.try_send(Command::Leave(s.id));
     }
