@@ -70,6 +70,12 @@ impl ServerProcess {
         self.child = Some(child);
         let deadline = tokio::time::Instant::now() + PATIENCE;
         loop {
+            // Ours, not another process on a port that was free a moment ago.
+            if let Some(child) = self.child.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                panic!("the server exited before it was healthy ({status}); is port {} taken?", self.addr.port());
+            }
             if let Some((200, _)) = get(self.addr, "/healthz", "-").await {
                 return;
             }
