@@ -177,11 +177,13 @@ pub async fn http(
     // `Connection: close`: the answer ends where the connection does.
     let mut raw = Vec::new();
     tokio::time::timeout(PATIENCE, s.read_to_end(&mut raw)).await.ok()?.ok()?;
-    let text = String::from_utf8_lossy(&raw).to_string();
-    let (head, rest) = text.split_once("\r\n\r\n")?;
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let (head, rest) = (String::from_utf8_lossy(&raw[..split]), &raw[split + 4..]);
     let code = head.split_whitespace().nth(1)?.parse().ok()?;
     let chunked = head.to_ascii_lowercase().contains("transfer-encoding: chunked");
-    let body = if chunked { dechunk(rest) } else { rest.to_owned() };
+    // Chunks are counted in bytes and may split a character: join them first.
+    let body = if chunked { dechunk(rest) } else { rest.to_vec() };
+    let body = String::from_utf8_lossy(&body).into_owned();
     let value = match serde_json::from_str(&body) {
         Ok(v) => v,
         Err(_) if body.is_empty() => Value::Null,
@@ -190,15 +192,14 @@ pub async fn http(
     Some((code, value))
 }
 
-fn dechunk(mut s: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, rest)) = s.split_once("\r\n") {
-        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
-        if n == 0 || rest.len() < n {
-            break;
-        }
-        out.push_str(&rest[..n]);
-        s = rest[n..].trim_start_matches("\r\n");
+fn dechunk(mut s: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(eol) = s.windows(2).position(|w| w == b"\r\n") {
+        let size = std::str::from_utf8(&s[..eol]).ok().and_then(|h| usize::from_str_radix(h.trim(), 16).ok());
+        let rest = &s[eol + 2..];
+        let Some(n) = size.filter(|&n| n > 0 && rest.len() >= n) else { break };
+        out.extend_from_slice(&rest[..n]);
+        s = rest[n..].strip_prefix(b"\r\n").unwrap_or(&rest[n..]);
     }
     out
 }
@@ -251,7 +252,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_chunked_body_is_joined() {
-        assert_eq!(dechunk("4\r\n{\"a\"\r\n3\r\n:1}\r\n0\r\n\r\n"), "{\"a\":1}");
+    fn a_chunked_body_is_joined_also_where_a_chunk_splits_a_character() {
+        assert_eq!(dechunk(b"4\r\n{\"a\"\r\n3\r\n:1}\r\n0\r\n\r\n"), b"{\"a\":1}");
+        let thai = "\"ก\"".as_bytes(); // 5 bytes: the character is 3
+        let mut body = b"2\r\n".to_vec();
+        body.extend_from_slice(&thai[..2]);
+        body.extend_from_slice(b"\r\n3\r\n");
+        body.extend_from_slice(&thai[2..]);
+        body.extend_from_slice(b"\r\n0\r\n\r\n");
+        assert_eq!(dechunk(&body), thai);
     }
 }
