@@ -11,6 +11,7 @@
 //! announced as it is now.
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -53,11 +54,11 @@ impl Wishes {
     /// drop it (the driver reconnected meanwhile), and the online must not
     /// be lost with it.
     pub(super) fn want(&mut self, driver: DriverId, wish: Wish) {
-        let owed = match self.owed.get_mut(&driver) {
-            Some(owed) => owed,
-            None => {
-                self.order.push(driver.clone());
-                self.owed.entry(driver).or_default()
+        let owed = match self.owed.entry(driver) {
+            Entry::Occupied(e) => e.into_mut(),
+            Entry::Vacant(e) => {
+                self.order.push(e.key().clone());
+                e.insert(Owed::default())
             }
         };
         match wish {
