@@ -22,11 +22,19 @@ pub(crate) struct LocalCluster {
     users: Mutex<HashMap<String, VecDeque<String>>>,
     bus: broadcast::Sender<BusMessage>,
     commits: watch::Sender<u64>,
+    /// Never bumped: one node with its store in-process has no lease.
+    rejoins: watch::Sender<u64>,
 }
 
 impl LocalCluster {
     pub(crate) fn new(sockets: Arc<LocalSockets>) -> Self {
-        Self { sockets, users: Mutex::default(), bus: broadcast::channel(1).0, commits: watch::channel(0).0 }
+        Self {
+            sockets,
+            users: Mutex::default(),
+            bus: broadcast::channel(1).0,
+            commits: watch::channel(0).0,
+            rejoins: watch::channel(0).0,
+        }
     }
 }
 
@@ -103,6 +111,10 @@ impl Cluster for LocalCluster {
 
     fn commits(&self) -> watch::Receiver<u64> {
         self.commits.subscribe()
+    }
+
+    fn rejoins(&self) -> watch::Receiver<u64> {
+        self.rejoins.subscribe()
     }
 
     fn live_nodes(&self) -> BoxFuture<'_, Result<usize, StorageError>> {

@@ -98,6 +98,10 @@ pub(crate) trait Cluster: Send + Sync + std::fmt::Debug + 'static {
     /// Bumped when another node may have committed to the stream (a hint:
     /// the tailer also reads on a timer).
     fn commits(&self) -> watch::Receiver<u64>;
+    /// Bumped when this node renewed its lease after renewals had failed:
+    /// meanwhile other nodes may have judged it dead and announced its
+    /// drivers offline, so it announces again the drivers it holds.
+    fn rejoins(&self) -> watch::Receiver<u64>;
     /// How many nodes are alive (this one included).
     fn live_nodes(&self) -> BoxFuture<'_, Result<usize, StorageError>>;
     /// Whether this node's database connection accepts writes (`/readyz`).

@@ -10,9 +10,11 @@
 //! commit: no socket on any live node, none closed within the grace. A
 //! sweep on every node does the same for drivers no node is timing: those
 //! of a node that died (its lease ran out) and those online when the whole
-//! service restarted.
+//! service restarted. A node whose lease lapsed while the database was away
+//! was judged dead by the others for a while: when it renews its lease it
+//! asks for `online` again for every driver it holds a socket of.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -111,12 +113,28 @@ impl Pending {
 /// so presence catches up once the store is back.
 async fn record(deps: PresenceDeps, announcer: Announcer, mut rx: mpsc::UnboundedReceiver<Change>) {
     let mut pending = Pending::default();
+    // Sockets recorded per driver on this node, to announce again on a rejoin.
+    let mut held: HashMap<DriverId, u32> = HashMap::new();
+    let mut rejoins = deps.cluster.rejoins();
     let mut delay = Duration::from_millis(100);
     loop {
+        let mut rejoined = false;
         if pending.0.is_empty() {
             tokio::select! {
                 c = rx.recv() => match c { Some(c) => pending.push(c), None => return },
+                Ok(()) = rejoins.changed() => rejoined = true,
                 () = deps.stop.cancelled() => return,
+            }
+        }
+        if rejoins.has_changed().unwrap_or(false) {
+            rejoins.borrow_and_update();
+            rejoined = true;
+        }
+        if rejoined {
+            // Other nodes may have judged this one dead while its lease
+            // lapsed, and announced its drivers offline.
+            for driver in held.keys() {
+                announcer.want(driver.clone(), Wish::Online { at: now_ms() });
             }
         }
         while let Ok(c) = rx.try_recv() {
@@ -138,8 +156,17 @@ async fn record(deps: PresenceDeps, announcer: Announcer, mut rx: mpsc::Unbounde
         }
         delay = Duration::from_millis(100);
         match pending.0.pop_front() {
-            Some(Change::Opened(driver)) => announcer.want(driver, Wish::Online { at: now_ms() }),
+            Some(Change::Opened(driver)) => {
+                *held.entry(driver.clone()).or_default() += 1;
+                announcer.want(driver, Wish::Online { at: now_ms() });
+            }
             Some(Change::Closed(driver)) => {
+                if let Some(n) = held.get_mut(&driver) {
+                    *n = n.saturating_sub(1);
+                    if *n == 0 {
+                        held.remove(&driver);
+                    }
+                }
                 let (deps, announcer) = (deps.clone(), announcer.clone());
                 deps.tracker.clone().spawn(async move {
                     tokio::select! {

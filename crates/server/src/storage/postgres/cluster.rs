@@ -50,6 +50,7 @@ pub(crate) struct PgCluster {
     locks: Mutex<Option<(Client, HashSet<Job>)>>,
     bus: broadcast::Sender<BusMessage>,
     commits: watch::Sender<u64>,
+    rejoins: watch::Sender<u64>,
     wakeups: AtomicU64,
     healthy: AtomicBool,
     /// The log's [`PgLog::writable_flag`](super::PgLog::writable_flag): a
@@ -78,6 +79,7 @@ impl PgCluster {
             locks: Mutex::new(None),
             bus: broadcast::channel(1024).0,
             commits: watch::channel(0).0,
+            rejoins: watch::channel(0).0,
             wakeups: AtomicU64::new(0),
             healthy: AtomicBool::new(false),
             log_writable,
@@ -134,7 +136,10 @@ impl PgCluster {
                 tracing::warn!(error = %e, "lease renewal failed");
             }
             // A lease renewal is a write: it says whether this node can write.
-            self.healthy.store(renewed.is_ok(), Ordering::Relaxed);
+            let was_healthy = self.healthy.swap(renewed.is_ok(), Ordering::Relaxed);
+            if renewed.is_ok() && !was_healthy {
+                self.rejoins.send_modify(|n| *n += 1);
+            }
             if renewed.is_ok() {
                 self.log_writable.store(true, Ordering::Relaxed);
             }
@@ -272,9 +277,12 @@ impl Cluster for PgCluster {
                         "SELECT d FROM unnest($1::text[]) AS d WHERE NOT EXISTS (
                              SELECT 1 FROM driver_sockets s JOIN nodes n ON n.node_id = s.node_id
                              WHERE s.driver_id = d
-                               AND ((s.sockets > 0 AND n.lease_until + $2 > {DB_NOW}) OR s.closed_at + $2 > {DB_NOW}))"
+                               AND ((s.sockets > 0 AND (n.lease_until + $2 > {DB_NOW} OR s.node_id = $3))
+                                    OR s.closed_at + $2 > {DB_NOW}))"
                     ),
-                    &[&ids, &grace],
+                    // This node's own sockets are open whatever its lease says
+                    // (it lapses when the database was away for a while).
+                    &[&ids, &grace, &self.node_id],
                 )
                 .await?;
             Ok(rows.into_iter().map(|r| DriverId::new(r.get::<_, String>(0))).collect())
@@ -363,6 +371,10 @@ impl Cluster for PgCluster {
 
     fn commits(&self) -> watch::Receiver<u64> {
         self.commits.subscribe()
+    }
+
+    fn rejoins(&self) -> watch::Receiver<u64> {
+        self.rejoins.subscribe()
     }
 
     fn live_nodes(&self) -> BoxFuture<'_, Result<usize, StorageError>> {
