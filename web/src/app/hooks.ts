@@ -14,7 +14,8 @@ import type { Session, TokenSource } from './session';
 export interface DriverHook {
   trail: number;
   marker: [number, number] | null;
-  status: string;
+  /** `null`: the driver has not reported a status yet. */
+  status: string | null;
   online: boolean;
   freshness: string;
   lastSeen: number | null;

@@ -4,7 +4,8 @@
  * written for them (plain, polite, short enough for a banner), not
  * translated word for word. Codes from the wire (statuses, roles, refusals,
  * connection problems) are worded here; a code this page does not know is
- * shown as sent rather than hidden.
+ * shown as sent rather than hidden, and a status not reported yet is said
+ * to be so (never shown as a status it might not be).
  */
 import type { ConnState, Problem } from '../client/connection';
 import { HandshakeRefusal } from '../client/events';
@@ -54,6 +55,8 @@ export interface Texts extends StaticTexts {
   online: string;
   offline: string;
   noPosition: string;
+  /** A driver that has not reported a status yet (contract v1.3: none is assumed). */
+  statusNotReported: string;
   status: Record<string, string>;
   role: Record<string, string>;
   /** How long ago, from a duration in ms. */
@@ -108,6 +111,7 @@ const en: Texts = {
   online: 'online',
   offline: 'offline',
   noPosition: 'no position yet',
+  statusNotReported: 'Not reported',
   status: {
     AVAILABLE: 'Available',
     BUSY: 'Busy',
@@ -230,6 +234,7 @@ const th: Texts = {
   online: 'ออนไลน์',
   offline: 'ออฟไลน์',
   noPosition: 'ยังไม่มีตำแหน่ง',
+  statusNotReported: 'ยังไม่รายงานสถานะ',
   status: {
     AVAILABLE: 'พร้อมรับงาน',
     BUSY: 'ไม่ว่าง',

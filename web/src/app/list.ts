@@ -15,16 +15,28 @@ export function relativeTime(then: number | null, now: number, t: Texts): string
   return age < TWO_DAYS_MS ? t.ago(age) : t.dateTime(then);
 }
 
-/** A status as the officer reads it: worded when known, else as the server sent it. */
-export function statusLabel(status: string, t: Texts): string {
+/**
+ * A status as the officer reads it: worded when known, else as the server
+ * sent it; `null` (none reported yet) says so rather than guess one.
+ */
+export function statusLabel(status: string | null, t: Texts): string {
+  if (status === null) return t.statusNotReported;
   return t.status[status] ?? status;
+}
+
+/**
+ * The row's `data-status`: the code as sent, or "" while none is reported
+ * (no status code is empty, so the two never mix).
+ */
+export function statusCode(status: string | null): string {
+  return status ?? '';
 }
 
 export function matches(d: DriverView, filter: string, t: Texts): boolean {
   const f = filter.trim().toLowerCase();
   if (!f) return true;
   const presence = d.online ? t.online : t.offline;
-  return [d.driverId, d.email ?? '', d.status, statusLabel(d.status, t), presence].some((v) =>
+  return [d.driverId, d.email ?? '', statusCode(d.status), statusLabel(d.status, t), presence].some((v) =>
     v.toLowerCase().includes(f),
   );
 }
@@ -105,7 +117,7 @@ export class DriverList {
     if (tr.className !== cls) tr.className = cls;
     tr.setAttribute('aria-selected', String(d.driverId === this.picked));
     tr.title = d.marker ? '' : t.noPosition;
-    tr.dataset.status = d.status;
+    tr.dataset.status = statusCode(d.status);
     const cells = [
       d.email ? `${d.driverId}\n${d.email}` : d.driverId,
       statusLabel(d.status, t),

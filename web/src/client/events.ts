@@ -1,7 +1,7 @@
 /**
  * The one place the wire vocabulary of `/locations` lives for the web client:
  * event names, codes and statuses (generated from the Rust proto crate into
- * `wire.gen.ts`, re-exported here) and payload types (wire contract v1.2,
+ * `wire.gen.ts`, re-exported here) and payload types (wire contract v1.3,
  * docs/protocol.md §2–§7). Nothing else in `web/` spells an event name as a
  * string literal.
  */
@@ -47,7 +47,12 @@ export interface LocationUpdated {
   lastUpdated?: IsoTime;
   recordedAt: IsoTime;
   timestamp: IsoTime;
-  status: DriverStatus | string;
+  /**
+   * v1.3: the driver's current status, absent until the driver has reported
+   * one (`driver:status`, or a fix's `status`). The server never invents one:
+   * the WeCare backend owns the statuses it sets itself.
+   */
+  status?: DriverStatus | string;
   accuracy?: number | null;
   heading?: number | null;
   speed?: number | null;
@@ -75,7 +80,8 @@ export interface SnapshotDriver {
   lat: number | null;
   lng: number | null;
   recordedAt: IsoTime | null;
-  status: DriverStatus | string;
+  /** v1.3: absent until the driver has reported a status (as on `location:updated`). */
+  status?: DriverStatus | string;
   online: boolean;
   lastSeen: IsoTime | null;
 }

@@ -29,7 +29,12 @@ export interface DriverView {
   /** Where the marker stands: the newest non-outdated fix (or the snapshot's position). */
   marker: MarkerFix | null;
   trail: TrailPoint[];
-  status: string;
+  /**
+   * The status the driver last reported; `null` until it reports one. Never
+   * assumed (contract v1.3 §4): a default AVAILABLE would show an ambulance
+   * the backend assigned as free.
+   */
+  status: string | null;
   online: boolean;
   /** Receive time of the last fix or status, epoch ms. */
   lastSeen: number | null;
@@ -73,7 +78,7 @@ export class Fleet {
   private driver(driverId: string): DriverView {
     let d = this.drivers.get(driverId);
     if (!d) {
-      d = { driverId, marker: null, trail: [], status: 'AVAILABLE', online: false, lastSeen: null };
+      d = { driverId, marker: null, trail: [], status: null, online: false, lastSeen: null };
       this.drivers.set(driverId, d);
     }
     this.dirty.add(driverId);
@@ -95,7 +100,7 @@ export class Fleet {
         driverId: sd.driverId,
         marker: sd.lat != null && sd.lng != null ? { lat: sd.lat, lng: sd.lng, recordedAt: recordedAt ?? 0 } : null,
         trail: prev ? prev.trail : [],
-        status: sd.status,
+        status: sd.status ?? null,
         online: sd.online,
         lastSeen: parseTime(sd.lastSeen),
       };
@@ -112,7 +117,8 @@ export class Fleet {
     const recordedAt = parseTime(e.recordedAt) ?? parseTime(e.timestamp) ?? Date.now();
     insertTrailPoint(d.trail, { seq: e.seq, lat: e.lat, lng: e.lng, recordedAt, outdated: e.outdated });
     if (!e.outdated) d.marker = { lat: e.lat, lng: e.lng, recordedAt };
-    // The event's status is the driver's current one, also for an outdated fix.
+    // The event's status is the driver's current one, also for an outdated fix;
+    // an event without one (nothing reported yet) leaves what we know alone.
     if (e.status) d.status = e.status;
     if (e.driverEmail) d.email = e.driverEmail;
     this.seen(d, e.timestamp);

@@ -13,12 +13,19 @@ export interface KeyValueStore {
   removeItem(key: string): void;
 }
 
-export const STORAGE_KEY = 'wecare.rt.watcher.v1';
+export const STORAGE_KEY = 'wecare.rt.watcher.v2';
+/**
+ * Fleets saved before contract v1.3 hold an AVAILABLE the client invented for
+ * every driver that never reported a status, indistinguishable from a real
+ * one, and a resume replays only newer events (no snapshot) — so the old
+ * value would stick. It is dropped: that tab starts from a snapshot once.
+ */
+const OLD_STORAGE_KEYS = ['wecare.rt.watcher.v1'];
 /** Trail points per driver kept across a reload (the live trail may hold more). */
 const PERSISTED_TRAIL_POINTS = 500;
 
 interface Saved {
-  v: 1;
+  v: 2;
   streamId: string | null;
   lastSeq: number | null;
   drivers: DriverView[];
@@ -27,10 +34,11 @@ interface Saved {
 export function load(store: KeyValueStore | null, sync: StreamSync): boolean {
   if (!store) return false;
   try {
+    for (const k of OLD_STORAGE_KEYS) store.removeItem(k);
     const raw = store.getItem(STORAGE_KEY);
     if (!raw) return false;
     const saved = JSON.parse(raw) as Saved;
-    if (saved.v !== 1 || !Array.isArray(saved.drivers)) return false;
+    if (saved.v !== 2 || !Array.isArray(saved.drivers)) return false;
     sync.fleet.clear();
     for (const d of saved.drivers) sync.fleet.drivers.set(d.driverId, d);
     sync.restore({ streamId: saved.streamId, lastSeq: saved.lastSeq });
@@ -44,7 +52,7 @@ export function load(store: KeyValueStore | null, sync: StreamSync): boolean {
 export function save(store: KeyValueStore | null, sync: StreamSync): void {
   if (!store) return;
   const saved: Saved = {
-    v: 1,
+    v: 2,
     streamId: sync.streamId,
     lastSeq: sync.lastSeq,
     drivers: [...sync.fleet.drivers.values()].map((d) => ({ ...d, trail: d.trail.slice(-PERSISTED_TRAIL_POINTS) })),
@@ -63,7 +71,7 @@ export function save(store: KeyValueStore | null, sync: StreamSync): void {
 
 export function clear(store: KeyValueStore | null): void {
   try {
-    store?.removeItem(STORAGE_KEY);
+    for (const k of [STORAGE_KEY, ...OLD_STORAGE_KEYS]) store?.removeItem(k);
   } catch {
     /* storage unusable */
   }

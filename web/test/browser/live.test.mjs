@@ -1,6 +1,7 @@
 // (a) Drivers' fixes appear on the Map Command page within a second; markers
 // follow only non-outdated fixes; the list shows statuses (worded in the
-// page's language, the code as sent kept on the row) and filters. Runs in
+// page's language, the code as sent kept on the row; a driver that reported
+// none is "not reported", never a guessed status) and filters. Runs in
 // Thai and in English, and saves a screenshot of each (map-th, map-en).
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -56,6 +57,7 @@ for (const { locale, lang } of LOCALES) {
         assert.equal(state[id].freshness, 'fresh');
       }
       assert.equal(state['amb-02'].status, 'ON_TRIP', 'status stored upper case, as the server sends it');
+      assert.equal(state['amb-01'].status, null, 'fixes without a status: none reported, none assumed (contract v1.3 §4)');
 
       // A late (older) fix goes on the trail, not on the marker.
       const d0 = drivers[0];
@@ -74,6 +76,15 @@ for (const { locale, lang } of LOCALES) {
       assert.equal(await page.textContent(`${row2} td.status`), say.onTrip);
       assert.equal(await page.getAttribute(row2, 'data-status'), 'ON_TRIP');
       assert.equal(await page.textContent(`${row2} td.presence`), say.online);
+      // A driver that sent fixes but no status is shown as not reported, not as available.
+      for (const id of ['amb-01', 'amb-03']) {
+        const row = `#driver-rows tr[data-driver-id="${id}"]`;
+        assert.equal(await page.textContent(`${row} td.status`), say.notReported, id);
+        assert.equal(await page.getAttribute(row, 'data-status'), '', id);
+      }
+      await page.fill('#driver-filter', say.notReported);
+      await page.waitForFunction(() => document.querySelectorAll('#driver-rows tr').length === 2);
+      assert.deepEqual(await rows(), ['amb-01', 'amb-03'], 'filter by the not-reported label');
       for (const f of [say.filterOnTrip, 'on_trip']) {
         await page.fill('#driver-filter', f);
         await page.waitForFunction(() => document.querySelectorAll('#driver-rows tr').length === 1);

@@ -5,7 +5,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { LANGS, texts, type StaticTexts } from '../../src/app/i18n';
 import { chooseLang } from '../../src/app/lang';
-import { relativeTime, statusLabel } from '../../src/app/list';
+import { matches, relativeTime, statusCode, statusLabel } from '../../src/app/list';
+import type { DriverView } from '../../src/client/fleet';
 import { httpProblem, socketProblem, type ConnState, type Problem } from '../../src/client/connection';
 import { HandshakeRefusal } from '../../src/client/events';
 
@@ -31,7 +32,7 @@ test('every text exists in both languages, and the Thai ones are written in Thai
   for (const lang of LANGS) {
     const t = texts(lang);
     for (const k of STATIC_KEYS) assert.ok(t[k].trim().length > 0, `${lang}.${k}`);
-    for (const k of ['showAll', 'showAllTitle', 'zoomIn', 'zoomOut', 'centre', 'cursor', 'online', 'offline', 'noPosition'] as const) {
+    for (const k of ['showAll', 'showAllTitle', 'zoomIn', 'zoomOut', 'centre', 'cursor', 'online', 'offline', 'noPosition', 'statusNotReported'] as const) {
       assert.ok(t[k].trim().length > 0, `${lang}.${k}`);
     }
   }
@@ -42,6 +43,8 @@ test('every text exists in both languages, and the Thai ones are written in Thai
   assert.deepEqual(Object.keys(th.status).sort(), Object.keys(en.status).sort());
   assert.deepEqual(Object.keys(th.role).sort(), Object.keys(en.role).sort());
   for (const v of Object.values(th.status)) assert.match(v, THAI);
+  assert.match(th.statusNotReported, THAI);
+  assert.doesNotMatch(en.statusNotReported, THAI);
 });
 
 const PROBLEMS: Problem[] = ['unreachable', 'cut', 'timeout', 'server-error', 'refused', 'closed-by-server'];
@@ -103,4 +106,20 @@ test('list: statuses worded (unknown ones as sent), ages in the page language', 
   assert.equal(relativeTime(now - 3 * 60_000, now, texts('en')), '3 min ago');
   assert.equal(relativeTime(null, now, texts('en')), '—');
   assert.match(relativeTime(now - 72 * 3600_000, now, texts('th')), /2569/, 'an old date in the Buddhist era');
+});
+
+test('list: a status not reported yet is said to be so, never shown as a status', () => {
+  assert.equal(statusLabel(null, texts('th')), 'ยังไม่รายงานสถานะ');
+  assert.equal(statusLabel(null, texts('en')), 'Not reported');
+  for (const lang of LANGS) {
+    const t = texts(lang);
+    assert.ok(!Object.values(t.status).includes(t.statusNotReported), `${lang}: told apart from every status`);
+  }
+  assert.equal(statusCode(null), '', 'data-status of an unknown status');
+  assert.equal(statusCode('ON_DUTY'), 'ON_DUTY');
+  const d: DriverView = { driverId: 'amb-1', marker: null, trail: [], status: null, online: true, lastSeen: null };
+  assert.ok(matches(d, 'not rep', texts('en')), 'filtered by its label');
+  assert.ok(matches(d, 'ยังไม่รายงาน', texts('th')));
+  assert.ok(!matches(d, 'available', texts('en')));
+  assert.ok(matches({ ...d, status: 'AVAILABLE' }, 'available', texts('en')));
 });

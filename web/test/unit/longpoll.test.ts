@@ -12,7 +12,7 @@ const T0 = Date.parse('2026-01-16T08:30:00.000Z');
 
 function fix(seq: number): StreamEvent {
   const t = new Date(T0 + seq).toISOString();
-  return { type: ServerEvent.LocationUpdated, seq, id: `f${seq}`, driverId: 'd1', lat: 13, lng: 100, recordedAt: t, timestamp: t, status: 'AVAILABLE', outdated: false };
+  return { type: ServerEvent.LocationUpdated, seq, id: `f${seq}`, driverId: 'd1', lat: 13, lng: 100, recordedAt: t, timestamp: t, outdated: false };
 }
 
 function page(from: number, n: number): EventsPage {
@@ -127,4 +127,36 @@ test('a page that arrives after stop() is ignored (the socket has taken over)', 
   await new Promise((r) => setImmediate(r));
   assert.equal(sync.lastSeq, 0);
   assert.equal(healthy, 0);
+});
+
+test('over HTTP too, a driver without a reported status stays unknown, and a known one stays known', async () => {
+  const sync = new StreamSync();
+  // The bodies as the server writes them: no `status` key for a driver that reported none.
+  const latest = {
+    streamId: 'S',
+    seq: 0,
+    drivers: [
+      { driverId: 'd1', lat: 13, lng: 100, recordedAt: new Date(T0).toISOString(), online: true, lastSeen: new Date(T0).toISOString() },
+      { driverId: 'd2', lat: null, lng: null, recordedAt: null, status: 'ON_DUTY', online: true, lastSeen: new Date(T0).toISOString() },
+    ],
+  };
+  const events = [fix(1), { ...fix(2), driverId: 'd2' }];
+  let healthy = 0;
+  const lp = new LongPoll({
+    baseUrl: 'http://rt.test',
+    tokenProvider: async () => 't',
+    sync,
+    fetch: scripted([() => json(latest), () => json({ streamId: 'S', events, lastSeq: 2, gap: false })]),
+    onHealthy: () => {
+      healthy += 1;
+    },
+    onFailure: () => assert.fail('no failure expected'),
+    onResync: () => assert.fail('no resync expected'),
+  });
+  lp.start();
+  await until(() => healthy === 2, 'the snapshot and one page');
+  lp.stop();
+  assert.equal(sync.lastSeq, 2);
+  assert.equal(sync.fleet.drivers.get('d1')!.status, null);
+  assert.equal(sync.fleet.drivers.get('d2')!.status, 'ON_DUTY');
 });

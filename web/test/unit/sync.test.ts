@@ -12,7 +12,16 @@ import * as persist from '../../src/client/persist';
 const T0 = Date.parse('2026-01-16T08:30:00.000Z');
 const iso = (ms: number) => new Date(ms).toISOString();
 
-function fix(seq: number, driverId: string, lat: number, lng: number, recordedAtMs: number, outdated = false): StreamEvent {
+/** `status: null` leaves the key out, as the server does for a driver that has reported none (contract v1.3 §4). */
+function fix(
+  seq: number,
+  driverId: string,
+  lat: number,
+  lng: number,
+  recordedAtMs: number,
+  outdated = false,
+  status: string | null = 'ON_TRIP',
+): StreamEvent {
   return {
     type: ServerEvent.LocationUpdated,
     seq,
@@ -22,10 +31,13 @@ function fix(seq: number, driverId: string, lat: number, lng: number, recordedAt
     lng,
     recordedAt: iso(recordedAtMs),
     timestamp: iso(T0 + seq),
-    status: 'ON_TRIP',
     outdated,
+    ...(status === null ? {} : { status }),
   };
 }
+
+/** A fix without a status. */
+const bareFix = (seq: number, driverId: string, outdated = false) => fix(seq, driverId, 1, 1, T0 + seq, outdated, null);
 
 function snapshot(streamId: string, seq: number, drivers: DriversSnapshot['drivers'] = []): DriversSnapshot {
   return { streamId, seq, drivers };
@@ -128,6 +140,40 @@ test('status and presence events update the driver', () => {
   assert.equal(d.lastSeen, T0 + 5);
 });
 
+test('a driver that has reported no status has none: fixes without one never invent or change it', () => {
+  const s = new StreamSync();
+  s.applySnapshot(snapshot('A', 0));
+  s.applyEvent(bareFix(1, 'd'));
+  const d = s.fleet.drivers.get('d')!;
+  assert.equal(d.status, null, 'unknown, not AVAILABLE');
+  assert.equal(d.trail.length, 1);
+  s.applyEvent(bareFix(2, 'd'));
+  assert.equal(d.status, null);
+  s.applyEvent({ type: ServerEvent.DriverStatusUpdated, seq: 3, driverId: 'd', status: 'ON_DUTY', timestamp: iso(T0 + 3) });
+  assert.equal(d.status, 'ON_DUTY');
+  s.applyEvent(bareFix(4, 'd'));
+  s.applyEvent(bareFix(5, 'd', true));
+  assert.equal(d.status, 'ON_DUTY', 'a fix without a status keeps the known one');
+  s.applyEvent(fix(6, 'd', 1, 1, T0, true, 'BUSY'));
+  assert.equal(d.status, 'BUSY', "a fix's status applies, outdated or not");
+});
+
+test('a snapshot entry without a status gives an unknown status', () => {
+  const s = new StreamSync();
+  s.applySnapshot(
+    snapshot('A', 7, [
+      { driverId: 'd1', lat: 1, lng: 1, recordedAt: iso(T0), online: true, lastSeen: iso(T0) },
+      { driverId: 'd2', lat: null, lng: null, recordedAt: null, status: 'ON_DUTY', online: false, lastSeen: iso(T0) },
+    ]),
+  );
+  assert.equal(s.fleet.drivers.get('d1')!.status, null);
+  assert.equal(s.fleet.drivers.get('d2')!.status, 'ON_DUTY');
+  s.applyEvent(bareFix(8, 'd1'));
+  s.applyEvent(bareFix(9, 'd2'));
+  assert.equal(s.fleet.drivers.get('d1')!.status, null);
+  assert.equal(s.fleet.drivers.get('d2')!.status, 'ON_DUTY');
+});
+
 test('insertTrailPoint ignores a seq already on the trail and bounds the length', () => {
   const trail: TrailPoint[] = [];
   const p = (seq: number, t: number): TrailPoint => ({ seq, lat: seq, lng: seq, recordedAt: t, outdated: false });
@@ -140,7 +186,7 @@ test('insertTrailPoint ignores a seq already on the trail and bounds the length'
 });
 
 test('freshness by the age of the last fix and presence', () => {
-  const base = { driverId: 'd', trail: [], status: 'AVAILABLE', lastSeen: null };
+  const base = { driverId: 'd', trail: [], status: null, lastSeen: null };
   const at = (age: number) => ({ lat: 0, lng: 0, recordedAt: T0 - age });
   assert.equal(freshness({ ...base, online: true, marker: at(1000) }, T0), 'fresh');
   assert.equal(freshness({ ...base, online: true, marker: at(61_000) }, T0), 'stale');
@@ -166,4 +212,26 @@ test('position and fleet survive a reload together', () => {
   assert.deepEqual(b.position(), { streamId: 'A', lastSeq: 1 });
   assert.equal(b.fleet.drivers.get('d1')!.trail.length, 1);
   assert.deepEqual(b.applyEvent(fix(1, 'd1', 1, 2, T0)), { kind: 'dropped' });
+});
+
+test('an unknown status survives a reload as unknown; a fleet saved before v1.3 is not resumed', () => {
+  const mem = new Map<string, string>();
+  const store = { getItem: (k: string) => mem.get(k) ?? null, setItem: (k: string, v: string) => void mem.set(k, v), removeItem: (k: string) => void mem.delete(k) };
+  const a = new StreamSync();
+  a.applySnapshot(snapshot('A', 0));
+  a.applyEvent(bareFix(1, 'd1'));
+  persist.save(store, a);
+  const b = new StreamSync();
+  assert.equal(persist.load(store, b), true);
+  assert.equal(b.fleet.drivers.get('d1')!.status, null);
+
+  // The old format's AVAILABLE may have been invented by the client: start from a snapshot instead.
+  mem.clear();
+  const old = { v: 1, streamId: 'A', lastSeq: 1, drivers: [{ driverId: 'd1', marker: null, trail: [], status: 'AVAILABLE', online: true, lastSeen: T0 }] };
+  mem.set('wecare.rt.watcher.v1', JSON.stringify(old));
+  const c = new StreamSync();
+  assert.equal(persist.load(store, c), false);
+  assert.equal(c.fleet.drivers.size, 0);
+  assert.deepEqual(c.position(), { streamId: null, lastSeq: null });
+  assert.equal(mem.size, 0, 'the old entry is removed');
 });
