@@ -130,9 +130,14 @@ struct ServeArgs {
     #[arg(long, env = "FORWARD_METHOD", default_value = d::FORWARD_METHOD)]
     forward_method: String,
     /// Bearer token of forwarded positions; unset: a short-lived service
-    /// token signed with JWT_SECRET ({ id: "wecare-realtime", role: "system" }).
+    /// token signed with JWT_SECRET ({ id: "wecare-realtime", role: FORWARD_TOKEN_ROLE }).
     #[arg(long, env = "FORWARD_TOKEN", hide_env_values = true)]
     forward_token: Option<String>,
+    /// Role of the minted service token: one the backend's driver-locations
+    /// route admits (the WeCare backend: admin, DEVELOPER, OFFICER,
+    /// radio_center, driver, EXECUTIVE).
+    #[arg(long, env = "FORWARD_TOKEN_ROLE", default_value = d::FORWARD_TOKEN_ROLE)]
+    forward_token_role: String,
     /// At most one forward per driver per this many ms.
     #[arg(long, env = "FORWARD_MIN_INTERVAL_MS", default_value_t = d::FORWARD_MIN_INTERVAL_MS)]
     forward_min_interval_ms: u64,
@@ -147,6 +152,10 @@ struct ServeArgs {
     /// and exp alone, `closed` refuses them.
     #[arg(long, env = "AUTH_CHECK_FAIL", default_value = d::AUTH_CHECK_FAIL, value_parser = ["open", "closed"])]
     auth_check_fail: String,
+    /// Most calls a minute to the WeCare backend, forwards and token checks
+    /// together (its limiter allows 100 a minute per client address).
+    #[arg(long, env = "BACKEND_MAX_CALLS_PER_MIN", default_value_t = d::BACKEND_MAX_CALLS_PER_MIN)]
+    backend_max_calls_per_min: u32,
 }
 
 #[derive(Debug, Args)]
@@ -274,6 +283,7 @@ fn serve_config(args: &ServeArgs) -> anyhow::Result<ServerConfig> {
         shutdown_grace: Duration::from_millis(args.shutdown_grace_ms),
         forward,
         auth_check,
+        backend_max_calls_per_min: args.backend_max_calls_per_min.max(1),
     })
 }
 
@@ -291,6 +301,10 @@ fn forward_config(args: &ServeArgs) -> anyhow::Result<Option<ForwardConfig>> {
         url,
         method,
         token: non_empty(args.forward_token.clone()),
+        token_role: non_empty(Some(args.forward_token_role.clone()))
+            .context("FORWARD_TOKEN_ROLE must not be empty")?
+            .trim()
+            .to_string(),
         min_interval: Duration::from_millis(args.forward_min_interval_ms),
     }))
 }

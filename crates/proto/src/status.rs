@@ -3,12 +3,13 @@
 use serde::{Deserialize, Serialize};
 
 /// A driver's status. Parsed case-insensitively, always sent in upper case
-/// (the deployed Map compares upper-case values).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+/// (the deployed Map compares upper-case values). There is no default: a
+/// driver that never reported one has none (contract v1.3 §4) — the WeCare
+/// backend owns the statuses it sets itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 #[allow(missing_docs)]
 pub enum DriverStatus {
-    #[default]
     Available,
     Busy,
     OnTrip,

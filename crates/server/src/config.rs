@@ -56,6 +56,9 @@ pub struct ServerConfig {
     /// Token checks with the WeCare backend (contract §10); off when
     /// `None`. Defaults to `None`.
     pub auth_check: Option<crate::gate::AuthCheckConfig>,
+    /// Most calls a minute to the WeCare backend, forwards and token checks
+    /// together (contract v1.3 §10). Defaults to 90.
+    pub backend_max_calls_per_min: u32,
 }
 
 /// The defaults, once, in the units of the flags and environment variables
@@ -90,8 +93,15 @@ pub mod defaults {
     pub const SHUTDOWN_GRACE_MS: u64 = 10_000;
     /// `FORWARD_METHOD`.
     pub const FORWARD_METHOD: &str = "PUT";
-    /// `FORWARD_MIN_INTERVAL_MS`.
-    pub const FORWARD_MIN_INTERVAL_MS: u64 = 1_000;
+    /// `FORWARD_MIN_INTERVAL_MS` (v1.3: the deployed Map moves from socket
+    /// events and polls only every 10 s; the backend keeps a row per forward).
+    pub const FORWARD_MIN_INTERVAL_MS: u64 = 10_000;
+    /// `FORWARD_TOKEN_ROLE`: the least of the roles the WeCare backend
+    /// admits to its driver-locations route.
+    pub const FORWARD_TOKEN_ROLE: &str = "driver";
+    /// `BACKEND_MAX_CALLS_PER_MIN`: the WeCare backend allows 100 requests a
+    /// minute per client address on all of `/api`; 90 leaves it a margin.
+    pub const BACKEND_MAX_CALLS_PER_MIN: u32 = 90;
     /// `AUTH_CHECK_INTERVAL_MS`.
     pub const AUTH_CHECK_INTERVAL_MS: u64 = 60_000;
     /// `AUTH_CHECK_FAIL`.
@@ -126,6 +136,7 @@ impl Default for ServerConfig {
             shutdown_grace: Duration::from_millis(d::SHUTDOWN_GRACE_MS),
             forward: None,
             auth_check: None,
+            backend_max_calls_per_min: d::BACKEND_MAX_CALLS_PER_MIN,
         }
     }
 }
@@ -150,6 +161,7 @@ impl std::fmt::Debug for ServerConfig {
             .field("shutdown_grace", &self.shutdown_grace)
             .field("forward", &self.forward)
             .field("auth_check", &self.auth_check)
+            .field("backend_max_calls_per_min", &self.backend_max_calls_per_min)
             .finish_non_exhaustive()
     }
 }

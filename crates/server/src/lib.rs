@@ -155,15 +155,18 @@ pub async fn serve(listener: TcpListener, config: ServerConfig, shutdown: Cancel
     });
 
     let verifier = TokenVerifier::new(&config.jwt_secret, config.jwt_leeway_secs, &config.watcher_roles);
-    let upstream = upstream::Upstream::default();
+    // One budget for every call to the WeCare backend (its rate limit).
+    let budget = Arc::new(upstream::Budget::new(config.backend_max_calls_per_min));
+    metrics.backend_budget_per_min.store(u64::from(budget.per_min()), std::sync::atomic::Ordering::Relaxed);
+    let upstream = upstream::Upstream::new(Arc::clone(&budget));
     if let Some(forward) = &config.forward {
         let forwarder = forward::Forwarder {
             config: forward.clone(),
             log: Arc::clone(&log),
             cluster: Arc::clone(&cluster),
             head: stream.head.clone(),
-            // Its own pool: its connections live on its own runtime.
-            upstream: upstream::Upstream::default(),
+            // Its own pool (its connections live on its own runtime), the same budget.
+            upstream: upstream::Upstream::new(Arc::clone(&budget)),
             verifier: verifier.clone(),
             metrics: Arc::clone(&metrics),
             stop: stop.clone(),

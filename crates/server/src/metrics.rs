@@ -73,10 +73,20 @@ pub(crate) struct Metrics {
     pub(crate) forward_lag_ms: AtomicU64,
     /// Token checks with the backend (`AUTH_CHECK_URL`) by result.
     pub(crate) auth_checks: [AtomicU64; AUTH_CHECK_RESULTS.len()],
+    /// `BACKEND_MAX_CALLS_PER_MIN`.
+    pub(crate) backend_budget_per_min: AtomicU64,
+    /// 1 while the backend budget has held owed positions back for longer
+    /// than the forwarding interval (the budget is too small for the work).
+    pub(crate) backend_budget_short: AtomicU64,
+    /// How much longer a 429's pause of every backend call lasts, ms.
+    pub(crate) backend_paused_ms: AtomicU64,
 }
 
-/// The results of a token check with the backend, as the metric labels them.
-pub(crate) const AUTH_CHECK_RESULTS: [&str; 4] = ["ok", "revoked", "unreachable_open", "unreachable_closed"];
+/// The results of a token check with the backend, as the metric labels
+/// them: `deferred_*` when the backend budget (or a 429's pause) left no
+/// room for the call in time, judged like an unreachable backend.
+pub(crate) const AUTH_CHECK_RESULTS: [&str; 6] =
+    ["ok", "revoked", "unreachable_open", "unreachable_closed", "deferred_open", "deferred_closed"];
 
 fn code_index(code: ErrorCode) -> usize {
     ErrorCode::ALL.iter().position(|c| *c == code).unwrap_or(ErrorCode::ALL.len() - 1)
@@ -184,6 +194,27 @@ impl Metrics {
         for (result, c) in AUTH_CHECK_RESULTS.iter().zip(&self.auth_checks) {
             let _ = writeln!(out, "wecare_auth_checks_total{{result=\"{result}\"}} {}", c.load(Relaxed));
         }
+        let gauge = |out: &mut String, name: &str, help: &str, v: f64| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
+        };
+        gauge(
+            &mut out,
+            "wecare_backend_budget_calls_per_minute",
+            "Most calls a minute this node makes to the WeCare backend (BACKEND_MAX_CALLS_PER_MIN).",
+            self.backend_budget_per_min.load(Relaxed) as f64,
+        );
+        gauge(
+            &mut out,
+            "wecare_backend_budget_short",
+            "1 while the backend budget holds owed positions back longer than FORWARD_MIN_INTERVAL_MS.",
+            self.backend_budget_short.load(Relaxed) as f64,
+        );
+        gauge(
+            &mut out,
+            "wecare_backend_paused_seconds",
+            "How much longer the backend's 429 keeps every call to it waiting.",
+            self.backend_paused_ms.load(Relaxed) as f64 / 1000.0,
+        );
         self.ack_latency.render(&mut out, "wecare_ack_latency_seconds", "Receipt to ack.");
         self.fanout_latency.render(
             &mut out,

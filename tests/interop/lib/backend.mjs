@@ -1,21 +1,44 @@
 // A fake WeCare backend for the §10 tests (position forwarding and
-// revocation): an HTTP server on 127.0.0.1 that behaves like the real
-// routes the server talks to.
+// revocation): an HTTP server on 127.0.0.1 that behaves like the deployed
+// backend (jetci/EMS `wecare-backend/`, read for this, not copied) in
+// everything the server meets:
 //
-//  PUT /api/driver-locations/:driverId  { latitude, longitude, status }
-//      bearer required (any valid, not logged-out token, as the real
-//      `authenticateToken`), 400 when latitude/longitude are missing or out
-//      of range (like the real handler), else the row is stored (upsert by
-//      driver) and 200.
-//  GET /api/driver-locations            the stored rows (what the Map Command page polls)
-//  GET /api/auth/me                     200 for a valid token that was not logged out, 401 otherwise
+//  Every /api request passes a per-client-address limiter (express-rate-limit
+//  as deployed: a fixed window that starts at the address's first request,
+//  `limit` requests per `windowMs`, 100 a minute by default; refused
+//  requests count too). Every answer carries the draft-6 headers
+//  `RateLimit-Policy`, `RateLimit-Limit`, `RateLimit-Remaining`,
+//  `RateLimit-Reset`; a 429 adds `Retry-After` (the reset, in seconds) and
+//  the body {"error":"Too many requests from this IP, please slow down",…}.
 //
-// Tokens are checked like the backend does: HS256 with the shared
-// JWT_SECRET, `exp` in epoch seconds, and a logout blacklist (`logout`).
+//  authenticateToken (the middleware of the protected routes): no bearer →
+//  401 "Authentication required"; a bad signature or an expired token → 403
+//  "Invalid or expired token"; no `id` → 401; a logged-out token → 401
+//  "Token has been revoked".
+//
+//  PUT /api/driver-locations/:driverId  { latitude, longitude, status? }
+//      authenticateToken, then the role list of the mount (admin, DEVELOPER,
+//      OFFICER, radio_center, driver, EXECUTIVE, case-insensitive; 403
+//      "Insufficient permissions" otherwise); 400 when latitude/longitude
+//      are missing or not valid coordinates; else it INSERTS a location row
+//      (one per call: `history`) and, when the body has a truthy `status`,
+//      writes it verbatim into the driver's status. 200.
+//  GET /api/driver-locations            per driver: the newest row and the driver's status
+//  GET /api/facilities                  authenticateToken only: a cheap route that honours logout
+//  GET /api/auth/me                     its own signature check, NOT the logout list (as deployed)
+//  POST /api/auth/logout                adds the bearer to the logout list (kept in memory)
+//
+// `restart()` is a process restart: connections dropped, the logout list
+// and the limiter's counts forgotten (both live in memory), rows and
+// statuses kept (they are in the database).
+//
+// Deliberate differences: a PUT for a driver the backend does not know
+// creates it (the real one answers 500, a foreign-key error), and /me
+// answers 200 for any valid token (the real one 404s an unknown user id).
 //
 // Every request is recorded in arrival order (`requests`: at, method, path,
-// driverId, body, bearer, claims, status, answeredAt), and `until()` waits for a
-// condition on them, re-checked on every request and answer.
+// driverId, body, bearer, claims, status, answeredAt), and `until()` waits
+// for a condition on them, re-checked on every request and answer.
 //
 // Failure modes: `refuse()` stops listening (and drops open connections;
 // `resume()` listens again on the same port), `setMode('error500')` answers
@@ -29,17 +52,25 @@ import { verifyJwt } from './token.mjs';
 
 export const SLOW_MS = 12_000;
 const MAX_BODY = 1 << 20;
+/** The roles the deployed backend admits to /api/driver-locations. */
+export const DRIVER_LOCATION_ROLES = ['admin', 'DEVELOPER', 'OFFICER', 'radio_center', 'driver', 'EXECUTIVE'];
 
 export class Backend extends EventEmitter {
-  constructor(secret) {
+  /** `limit` requests per `windowMs` per client address (Infinity: no limiter). */
+  constructor(secret, { limit = 100, windowMs = 60_000 } = {}) {
     super();
     this.setMaxListeners(0);
     this.secret = secret;
+    this.limit = limit;
+    this.windowMs = windowMs;
     this.port = null;
     this.mode = 'ok';
     this.rejected = new Set();
     this.blacklist = new Set();
-    this.rows = new Map(); // driverId → { latitude, longitude, status, recordedAt, seq, updatedAt }
+    this.windows = new Map(); // client address → { start, count }
+    this.statuses = new Map(); // driverId → status (the drivers table)
+    this.history = []; // every location row inserted: { driverId, latitude, longitude, at }
+    this.rows = new Map(); // driverId → newest { latitude, longitude, recordedAt, seq, updatedAt }
     this.requests = [];
     this.sockets = new Set();
     this.timers = new Set();
@@ -55,8 +86,10 @@ export class Backend extends EventEmitter {
   get url() { return `http://127.0.0.1:${this.port}`; }
   /** A FORWARD_URL template for this backend. */
   get forwardUrl() { return `${this.url}/api/driver-locations/{driverId}`; }
-  /** An AUTH_CHECK_URL for this backend. */
-  get authCheckUrl() { return `${this.url}/api/auth/me`; }
+  /** An AUTH_CHECK_URL for this backend that honours logout (as the README says). */
+  get authCheckUrl() { return `${this.url}/api/facilities`; }
+  /** The backend's GET /api/auth/me, which does not honour logout. */
+  get meUrl() { return `${this.url}/api/auth/me`; }
 
   /** Listen (on `port`, or a free one the first time). */
   listen(port = this.port ?? 0) {
@@ -84,6 +117,14 @@ export class Backend extends EventEmitter {
   /** Listen again on the same port. */
   resume() { return this.listen(this.port); }
 
+  /** A process restart: what lives in memory (logout list, limiter) is forgotten. */
+  async restart() {
+    await this.refuse();
+    this.blacklist.clear();
+    this.windows.clear();
+    await this.resume();
+  }
+
   /** 'ok' | 'error500' | 'slow' (see the module docs). */
   setMode(mode) {
     if (!['ok', 'error500', 'slow'].includes(mode)) throw new Error(`unknown mode ${mode}`);
@@ -93,25 +134,22 @@ export class Backend extends EventEmitter {
   rejectDriver(driverId) { this.rejected.add(String(driverId)); }
   acceptDriver(driverId) { this.rejected.delete(String(driverId)); }
 
-  /** Log a token out: the backend refuses it from now on. */
-  logout(token) { this.blacklist.add(token); }
+  /** The dispatcher's side: the backend sets a driver's status itself (e.g. ON_DUTY on ride assignment). */
+  setDriverStatus(driverId, status) { this.statuses.set(String(driverId), status); }
 
-  /** Claims of a valid, not logged-out bearer token, else null. */
-  authenticate(req) {
-    const h = req.headers.authorization ?? '';
-    if (!h.startsWith('Bearer ')) return null;
-    const token = h.slice(7).trim();
-    if (this.blacklist.has(token)) return null;
-    return verifyJwt(token, this.secret);
-  }
+  /** Log a token out, as its POST /api/auth/logout does. */
+  logout(token) { this.blacklist.add(token); }
 
   /** Recorded PUTs of position for `driverId` (all, whatever their answer). */
   puts(driverId) {
     return this.requests.filter((r) => r.method === 'PUT' && r.driverId !== undefined && (driverId === undefined || r.driverId === String(driverId)));
   }
 
-  /** Recorded calls to /api/auth/me. */
-  authChecks() { return this.requests.filter((r) => r.path === '/api/auth/me'); }
+  /** Recorded token checks (calls to the AUTH_CHECK_URL routes). */
+  authChecks() { return this.requests.filter((r) => r.path === '/api/facilities' || r.path === '/api/auth/me'); }
+
+  /** Recorded requests answered 429. */
+  throttled() { return this.requests.filter((r) => r.status === 429); }
 
   /**
    * Resolve with cond()'s value once truthy (checked now and on every
@@ -157,48 +195,116 @@ export class Backend extends EventEmitter {
       }
       const auth = req.headers.authorization ?? '';
       rec.bearer = auth.startsWith('Bearer ') ? auth.slice(7).trim() : null;
-      rec.claims = this.authenticate(req);
+      rec.claims = rec.bearer ? verifyJwt(rec.bearer, this.secret) : null;
       const m = /^\/api\/driver-locations\/([^/]+)$/.exec(url.pathname);
       if (m) {
         try { rec.driverId = decodeURIComponent(m[1]); } catch { rec.driverId = m[1]; }
       }
       this.requests.push(rec);
       this.emit('change');
+      const headers = { 'content-type': 'application/json' };
       const answer = (status, body, store) => {
         if (res.destroyed || req.socket.destroyed) {
           rec.status = 'aborted';
         } else {
           if (store) store();
           rec.status = status;
-          res.writeHead(status, { 'content-type': 'application/json' });
+          rec.headers = headers;
+          res.writeHead(status, headers);
           res.end(JSON.stringify(body));
         }
         rec.answeredAt = Date.now();
         this.emit('change');
       };
-      this.#route(req, rec, answer);
+      if (rec.path.startsWith('/api/') && !this.#admit(req, headers)) {
+        return answer(429, { error: 'Too many requests from this IP, please slow down', retryAfter: '1 minute' });
+      }
+      return this.#route(req, rec, answer);
     });
+  }
+
+  /** The limiter: counts the request, sets its headers; false when over the limit. */
+  #admit(req, headers) {
+    if (!Number.isFinite(this.limit)) return true;
+    const key = req.socket.remoteAddress ?? '?';
+    const now = Date.now();
+    let w = this.windows.get(key);
+    if (!w || now >= w.start + this.windowMs) {
+      w = { start: now, count: 0 };
+      this.windows.set(key, w);
+    }
+    w.count += 1;
+    const reset = Math.max(0, Math.ceil((w.start + this.windowMs - now) / 1000));
+    headers['ratelimit-policy'] = `${this.limit};w=${Math.round(this.windowMs / 1000)}`;
+    headers['ratelimit-limit'] = String(this.limit);
+    headers['ratelimit-remaining'] = String(Math.max(0, this.limit - w.count));
+    headers['ratelimit-reset'] = String(reset);
+    if (w.count <= this.limit) return true;
+    headers['retry-after'] = String(reset);
+    return false;
+  }
+
+  /** authenticateToken: the claims, or answers the refusal and returns null. */
+  #authenticate(rec, answer) {
+    if (!rec.bearer) { answer(401, { error: 'Authentication required' }); return null; }
+    if (!rec.claims) { answer(403, { error: 'Invalid or expired token' }); return null; }
+    if (!rec.claims.id) { answer(401, { error: 'Invalid token payload' }); return null; }
+    if (this.blacklist.has(rec.bearer)) { answer(401, { error: 'Token has been revoked' }); return null; }
+    return rec.claims;
+  }
+
+  /** The mount's requireRole, case-insensitive. */
+  #roleAdmitted(claims) {
+    const role = String(claims.role ?? '').toLowerCase();
+    return DRIVER_LOCATION_ROLES.some((r) => r.toLowerCase() === role);
   }
 
   #route(req, rec, answer) {
     if (this.mode === 'error500') return answer(500, { error: 'Internal server error' });
     const run = () => {
       if (rec.path === '/api/auth/me' && req.method === 'GET') {
-        return rec.claims ? answer(200, { user: rec.claims }) : answer(401, { error: 'Invalid or expired token' });
+        if (!rec.bearer) return answer(401, { error: 'No token provided' });
+        return rec.claims ? answer(200, { id: rec.claims.id, email: rec.claims.email, role: rec.claims.role }) : answer(401, { error: 'Invalid token' });
+      }
+      if (rec.path === '/api/auth/logout' && req.method === 'POST') {
+        if (rec.claims) this.blacklist.add(rec.bearer);
+        return answer(200, { message: 'Logged out successfully' });
+      }
+      if (rec.path === '/api/facilities' && req.method === 'GET') {
+        if (!this.#authenticate(rec, answer)) return undefined;
+        return answer(200, []);
+      }
+      const locations = rec.path === '/api/driver-locations' || rec.driverId !== undefined;
+      if (locations) {
+        const claims = this.#authenticate(rec, answer);
+        if (!claims) return undefined;
+        if (!this.#roleAdmitted(claims)) {
+          return answer(403, {
+            error: 'Insufficient permissions',
+            message: `This resource requires one of the following roles: ${DRIVER_LOCATION_ROLES.join(', ')}`,
+            userRole: claims.role,
+            requiredRoles: DRIVER_LOCATION_ROLES,
+          });
+        }
       }
       if (rec.path === '/api/driver-locations' && req.method === 'GET') {
-        if (!rec.claims) return answer(401, { error: 'Access token required' });
-        return answer(200, [...this.rows].map(([driverId, r]) => ({ driverId, ...r })));
+        return answer(200, [...this.rows].map(([driverId, r]) => ({ driverId, ...r, status: this.statuses.get(driverId) ?? 'AVAILABLE' })));
       }
       if (rec.driverId !== undefined && req.method === 'PUT') {
-        if (!rec.claims) return answer(401, { error: 'Access token required' });
         if (this.rejected.has(rec.driverId)) return answer(400, { error: 'Driver not found' });
-        const b = rec.body ?? {};
-        const { latitude, longitude } = typeof b === 'object' ? b : {};
-        if (typeof latitude !== 'number' || typeof longitude !== 'number') return answer(400, { error: 'Latitude and longitude are required' });
-        if (latitude < -90 || latitude > 90 || longitude < -180 || longitude > 180) return answer(400, { error: 'Invalid coordinates' });
-        return answer(200, { message: 'Location updated' }, () => {
-          this.rows.set(rec.driverId, { latitude, longitude, status: b.status, recordedAt: b.recordedAt, seq: b.seq, updatedAt: Date.now() });
+        const b = rec.body && typeof rec.body === 'object' ? rec.body : {};
+        const { latitude, longitude } = b;
+        if (latitude === undefined || longitude === undefined) return answer(400, { error: 'Missing required fields: latitude, longitude' });
+        const [lat, lng] = [Number(latitude), Number(longitude)];
+        if (!Number.isFinite(lat) || !Number.isFinite(lng) || lat < -90 || lat > 90 || lng < -180 || lng > 180) {
+          return answer(400, { error: 'Invalid coordinates. Latitude must be between -90 and 90, longitude between -180 and 180' });
+        }
+        return answer(200, { success: true, location: { driverId: rec.driverId, latitude: lat, longitude: lng, lastUpdated: new Date().toISOString() } }, () => {
+          const at = Date.now();
+          this.history.push({ driverId: rec.driverId, latitude: lat, longitude: lng, at });
+          // As deployed: any truthy status is written over the driver's, verbatim.
+          if (b.status) this.statuses.set(rec.driverId, b.status);
+          this.rows.set(rec.driverId, { latitude: lat, longitude: lng, recordedAt: b.recordedAt, seq: b.seq, updatedAt: at });
         });
       }
       return answer(404, { error: 'Not found' });
@@ -212,7 +318,11 @@ export class Backend extends EventEmitter {
   }
 }
 
-/** A fake backend listening on a free loopback port, checking tokens with `secret`. */
-export function startBackend({ secret }) {
-  return new Backend(secret).listen();
+/**
+ * A fake backend listening on a free loopback port, checking tokens with
+ * `secret`; `limit` per `windowMs` per client address (default 100 a
+ * minute, as deployed; Infinity turns the limiter off).
+ */
+export function startBackend({ secret, limit, windowMs }) {
+  return new Backend(secret, { limit, windowMs }).listen();
 }

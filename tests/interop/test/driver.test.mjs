@@ -506,11 +506,15 @@ describe('§3 driver → server', () => {
       d.close();
     });
 
-    test('the current status is carried by later location:updated events', async () => {
+    test('no status until one is reported; then the current status is carried by later location:updated events', async () => {
       const d = await connectDriver(server);
       const f0 = fix();
       assertOk(await d.emitAck('location:update', f0));
-      assert.equal((await watcher.waitFor('location:updated', (e) => e.id === f0.id)).status, 'AVAILABLE');
+      const first = await watcher.waitFor('location:updated', (e) => e.id === f0.id);
+      assert.equal('status' in first, false, `never invented (v1.3): ${JSON.stringify(first)}`);
+      const snap = await rest(server, 'GET', '/api/realtime/latest', { token: server.watcherToken() });
+      const row = snap.body.drivers.find((r) => r.driverId === d.driverId);
+      assert.equal('status' in row, false, `the snapshot does not invent one either: ${JSON.stringify(row)}`);
       assert.equal((await d.emitAck('driver:status', { status: 'on_trip' })).status, 'ok');
       const f = fix();
       assertOk(await d.emitAck('location:update', f));

@@ -1,9 +1,11 @@
 // Contract §10 (v1.2) — position forwarding: the server keeps the WeCare
 // backend's `driver_locations` table (written by its
 // `PUT /api/driver-locations/:driverId`) current from the durable stream.
-// Against a fake backend (lib/backend.mjs) that checks the token and the
-// coordinates like the real route, stores rows, records every request and
-// can fail on demand (refused, 500, slow, a 400 for one driver).
+// Against a fake backend (lib/backend.mjs) that checks the token, its role
+// and the coordinates like the real route, stores rows, records every
+// request and can fail on demand (refused, 500, slow, a 400 for one
+// driver). Its rate limiter is off here, and the server's backend budget
+// out of the way: they are the subject of wecare-backend.test.mjs.
 import { describe, test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startServer } from '../lib/server.mjs';
@@ -20,9 +22,12 @@ const hold = (ms) => new Promise((r) => setTimeout(r, Math.max(0, ms)));
 const started = [];
 async function setup(env = {}) {
   const secret = randomSecret();
-  const backend = await startBackend({ secret });
+  const backend = await startBackend({ secret, limit: Infinity });
   started.push(backend);
-  const server = await startServer({ secret, env: { FORWARD_URL: backend.forwardUrl, ...env } });
+  const server = await startServer({
+    secret,
+    env: { FORWARD_URL: backend.forwardUrl, FORWARD_MIN_INTERVAL_MS: 1000, BACKEND_MAX_CALLS_PER_MIN: 100_000, ...env },
+  });
   started.push(server);
   return { backend, server };
 }
@@ -34,13 +39,19 @@ async function latest(server) {
   return new Map(r.body.drivers.map((d) => [d.driverId, d]));
 }
 
-/** The backend's row for a driver shows exactly `d` (a /latest row). */
-function rowShows(row, d) {
-  return !!row && !!d && row.latitude === d.lat && row.longitude === d.lng && row.recordedAt === d.recordedAt && row.status === d.status;
+/**
+ * The backend shows exactly `d` (a /latest row) for driver `id`: its newest
+ * location row, and the status the driver reported (none reported: the
+ * backend's own, untouched).
+ */
+function rowShows(backend, id, d) {
+  const row = backend.rows.get(id);
+  return !!row && !!d && row.latitude === d.lat && row.longitude === d.lng && row.recordedAt === d.recordedAt
+    && backend.statuses.get(id) === d.status;
 }
 
 function describeRow(backend, id) {
-  return JSON.stringify(backend.rows.get(id) ?? null);
+  return JSON.stringify({ ...(backend.rows.get(id) ?? {}), status: backend.statuses.get(id) });
 }
 
 /** Send one fix and return it with its ack's seq. */
@@ -117,24 +128,28 @@ describe('§10 position forwarding', () => {
     }
     assert.equal(want.get(ids[1]).status, 'ON_TRIP', 'the outdated fix\'s status is the current status');
     assert.equal(want.get(ids[2]).status, 'BUSY');
-    await backend.until(() => ids.every((id) => rowShows(backend.rows.get(id), want.get(id))), 10_000,
+    await backend.until(() => ids.every((id) => rowShows(backend, id, want.get(id))), 10_000,
       () => `rows equal /latest: ${ids.map((id) => `${id}: have ${describeRow(backend, id)} want ${JSON.stringify(want.get(id))}`).join('; ')}`);
     // Nothing more may follow (an outdated fix sent late, a second send of a status-only driver).
     await settle(1000);
 
     for (const id of ids) {
-      assert.ok(rowShows(backend.rows.get(id), want.get(id)), `${id}: final row ${describeRow(backend, id)} vs ${JSON.stringify(want.get(id))}`);
+      assert.ok(rowShows(backend, id, want.get(id)), `${id}: final row ${describeRow(backend, id)} vs ${JSON.stringify(want.get(id))}`);
       const puts = backend.puts(id);
       assert.ok(puts.length >= 1);
       for (const p of puts) {
         assert.equal(p.method, 'PUT');
         assert.equal(p.status, 200, `answered ${p.status}: ${JSON.stringify(p.body)}`);
-        assert.deepEqual(Object.keys(p.body).sort(), ['latitude', 'longitude', 'recordedAt', 'seq', 'status']);
+        // `status` only with what the driver reported (v1.3): every driver
+        // here reported AVAILABLE once, one ON_TRIP and one BUSY.
+        const keys = Object.keys(p.body).filter((k) => k !== 'status').sort();
+        assert.deepEqual(keys, ['latitude', 'longitude', 'recordedAt', 'seq']);
+        if ('status' in p.body) assert.ok(['AVAILABLE', 'ON_TRIP', 'BUSY'].includes(p.body.status), JSON.stringify(p.body));
         assert.match(p.body.recordedAt, ISO_MS_Z);
         assert.ok(Number.isInteger(p.body.seq));
-        // The service token: signed with JWT_SECRET, { id, role: "system" }, a short exp.
+        // The service token: signed with JWT_SECRET, { id, role: FORWARD_TOKEN_ROLE (driver) }, a short exp.
         assert.equal(p.claims?.id, 'wecare-realtime', JSON.stringify(p.claims));
-        assert.equal(p.claims.role, 'system');
+        assert.equal(p.claims.role, 'driver');
         assert.ok(p.claims.exp > nowSeconds() && p.claims.exp <= nowSeconds() + 3600, `exp ${p.claims.exp}`);
         for (const f of outdated.get(id)) {
           assert.ok(!(p.body.latitude === f.lat && p.body.longitude === f.lng), `${id}: an outdated fix was forwarded: ${JSON.stringify(p.body)}`);
@@ -229,7 +244,7 @@ describe('§10 position forwarding', () => {
       }
       assert.equal(want.get(quietIds[1]).status, 'ON_TRIP');
       // The backoff is capped at 30 s, a request at 10 s.
-      await backend.until(() => [...ids, ...quietIds].every((id) => rowShows(backend.rows.get(id), want.get(id))), 45_000,
+      await backend.until(() => [...ids, ...quietIds].every((id) => rowShows(backend, id, want.get(id))), 45_000,
         () => `every newest position arrives: ${[...ids, ...quietIds].map((id) => `${id}: have ${describeRow(backend, id)} want ${JSON.stringify(want.get(id))}`).join('; ')}`);
 
       assertNeverOlderAfterNewer(backend, [...ids, ...quietIds]);

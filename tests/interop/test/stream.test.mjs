@@ -42,7 +42,7 @@ describe('§4 server → watchers', () => {
     assert.equal(ev.lng, f.lng);
     assert.equal(ev.recordedAt, f.recordedAt);
     assert.match(ev.timestamp, ISO_MS_Z);
-    assert.equal(ev.status, 'AVAILABLE', 'AVAILABLE until a status is known');
+    assert.equal('status' in ev, false, 'no status until the driver reports one (v1.3: never AVAILABLE by default)');
     assert.equal(ev.accuracy, 7.5);
     assert.equal(ev.heading, 271.25);
     assert.equal(ev.speed, 13.4);

@@ -178,7 +178,8 @@ pub(crate) type SharedEvent = Arc<StreamEvent>;
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Derived {
     pub(crate) outdated: bool,
-    pub(crate) current_status: DriverStatus,
+    /// The driver's status after this event; `None` until it reported one.
+    pub(crate) current_status: Option<DriverStatus>,
 }
 
 #[derive(Serialize)]
@@ -200,7 +201,9 @@ struct LocationUpdated<'a> {
     recorded_at: &'a str,
     last_updated: &'a str,
     timestamp: String,
-    status: DriverStatus,
+    /// v1.3: absent until the driver reported a status.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status: Option<DriverStatus>,
     #[serde(skip_serializing_if = "Option::is_none")]
     accuracy: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]

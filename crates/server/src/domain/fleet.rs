@@ -23,7 +23,9 @@ pub(crate) struct Position {
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct DriverState {
     pub(crate) position: Option<Position>,
-    pub(crate) status: DriverStatus,
+    /// The last status the driver reported; `None` until it reports one
+    /// (contract v1.3 §4: never invented).
+    pub(crate) status: Option<DriverStatus>,
     pub(crate) email: Option<String>,
     /// Server time of the last fix or status received from the driver.
     pub(crate) last_seen: Millis,
@@ -68,7 +70,7 @@ impl Fleet {
 pub(crate) fn apply(prev: Option<&DriverState>, ev: &NewEvent, seq: Seq) -> Option<(DriverState, StreamEvent)> {
     let mut state = prev.cloned().unwrap_or(DriverState {
         position: None,
-        status: DriverStatus::default(),
+        status: None,
         email: None,
         last_seen: ev.received,
         online: false,
@@ -88,12 +90,12 @@ pub(crate) fn apply(prev: Option<&DriverState>, ev: &NewEvent, seq: Seq) -> Opti
             }
             // Contract §3: a fix's status sets the current status, late or not.
             if let Some(status) = fix.status {
-                state.status = status;
+                state.status = Some(status);
             }
         }
         Body::Status(status) => {
             state.last_seen = state.last_seen.max(ev.received);
-            state.status = *status;
+            state.status = Some(*status);
         }
         Body::Presence { online, .. } => {
             if state.online == *online {
@@ -139,7 +141,7 @@ mod tests {
         assert_eq!(apply(&mut fleet, 1_000, 3_000, Some(DriverStatus::Busy))["outdated"], true);
         let state = fleet.get(&DriverId::new("d")).unwrap();
         assert_eq!(state.position.unwrap().recorded_at, 2_000);
-        assert_eq!(state.status, DriverStatus::Busy, "a fix's status applies, late or not (contract §3)");
+        assert_eq!(state.status, Some(DriverStatus::Busy), "a fix's status applies, late or not (contract §3)");
     }
 
     #[test]
@@ -151,16 +153,18 @@ mod tests {
     }
 
     #[test]
-    fn status_defaults_to_available_and_follows_changes() {
+    fn status_is_absent_until_reported_then_follows_changes() {
         let mut fleet = Fleet::default();
-        assert_eq!(apply(&mut fleet, 1, 1, None)["status"], "AVAILABLE");
+        let first = apply(&mut fleet, 1, 1, None);
+        assert!(first.get("status").is_none(), "never invented: {first}");
         let ev = NewEvent::status(
             Sender::bare("d"),
             crate::domain::validate::StatusChange { id: None, status: DriverStatus::OnTrip },
             5,
         );
         fleet.apply(&ev, Seq(2));
-        assert_eq!(apply(&mut fleet, 6, 6, None)["status"], "ON_TRIP");
+        assert_eq!(apply(&mut fleet, 6, 6, None)["status"], "ON_TRIP", "a fix without one keeps the known status");
+        assert_eq!(fleet.get(&DriverId::new("d")).unwrap().status, Some(DriverStatus::OnTrip));
     }
 
     #[test]

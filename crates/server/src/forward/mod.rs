@@ -35,7 +35,7 @@ use crate::upstream::{CallError, Upstream, percent_encode};
 
 pub(crate) mod queue;
 
-use queue::{Outcome, Position, Queue, StreamFields};
+use queue::{Due, Outcome, Position, Queue, StreamFields};
 
 /// The stored cursor's name.
 const CURSOR: &str = "forward";
@@ -63,9 +63,13 @@ pub struct ForwardConfig {
     /// HTTP method. Defaults to `PUT`.
     pub method: Method,
     /// Bearer token; `None` mints a short-lived service token signed with
-    /// `JWT_SECRET`, `{ id: "wecare-realtime", role: "system" }`.
+    /// `JWT_SECRET`, `{ id: "wecare-realtime", role: token_role }`.
     pub token: Option<String>,
-    /// At most one forward per driver per this long. Defaults to 1 s.
+    /// The role of the minted service token. Defaults to `driver`: the
+    /// least of the roles the WeCare backend admits to its
+    /// `PUT /api/driver-locations/:driverId` (contract v1.3 §10).
+    pub token_role: String,
+    /// At most one forward per driver per this long. Defaults to 10 s.
     pub min_interval: Duration,
 }
 
@@ -76,18 +80,21 @@ impl std::fmt::Debug for ForwardConfig {
             .field("url", &self.url)
             .field("method", &self.method)
             .field("token", &self.token.as_ref().map(|_| "set"))
+            .field("token_role", &self.token_role)
             .field("min_interval", &self.min_interval)
             .finish()
     }
 }
 
-/// `{ latitude, longitude, status, recordedAt, seq }`.
+/// `{ latitude, longitude, status?, recordedAt, seq }`: `status` only when
+/// the driver reported it (contract v1.3 §10).
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct Body<'a> {
     latitude: f64,
     longitude: f64,
-    status: DriverStatus,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status: Option<DriverStatus>,
     recorded_at: &'a str,
     seq: Seq,
 }
@@ -172,16 +179,10 @@ impl Forwarder {
         let now = Instant::now();
         for (driver, state) in snap.drivers {
             if let Some(p) = state.position {
-                let position = Position {
-                    lat: p.lat,
-                    lng: p.lng,
-                    status: state.status,
-                    recorded_at: iso(p.recorded_at),
-                    seq: snap.seq,
-                    received: now,
-                };
+                let position =
+                    Position { lat: p.lat, lng: p.lng, recorded_at: iso(p.recorded_at), seq: snap.seq, received: now };
                 // First start: every driver's current position is owed once.
-                queue.know(driver, position, stored.is_none());
+                queue.know(driver, position, state.status, stored.is_none());
             }
         }
         let mut cursor = start;
@@ -190,6 +191,8 @@ impl Forwarder {
         tracing::info!(from = start.0, to = cursor.0, owed = queue.owed(), "forwarding");
 
         // The requests in flight, polled here: no task or channel per request.
+        // Declared before `sends`: the requests in flight borrow it.
+        let refusals = RefusalLog::default();
         let mut sends = FuturesUnordered::new();
         let url = UrlTemplate::new(&self.config.url);
         let mut stored_cursor = stored;
@@ -203,24 +206,36 @@ impl Forwarder {
         round.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_read = tokio::time::Instant::now();
         let mut token = ServiceToken::default();
+        let mut shortage = Shortage::default();
         loop {
             tokio::select! {
-                Some((driver, seq, outcome)) = sends.next(), if !sends.is_empty() => {
+                Some((due, outcome)) = sends.next(), if !sends.is_empty() => {
                     // Jitter only spreads retries: no random draw (a syscall) per delivery.
                     let spread = if outcome == Outcome::Retry { jitter() } else { 0.5 };
-                    queue.done(&driver, seq, outcome, Instant::now(), spread);
+                    queue.done(&due, outcome, Instant::now(), spread);
                 }
                 _ = round.tick() => {
                     if *self.head.borrow() > cursor && last_read.elapsed() >= READ_EVERY {
                         last_read = tokio::time::Instant::now();
                         self.read_on(&mut queue, &mut cursor).await?;
                     }
-                    for (driver, position) in queue.due(Instant::now(), MAX_IN_FLIGHT - sends.len()) {
-                        let call = self.request(&url, &driver, &position, token.bearer(&self.config, &self.verifier));
-                        let (upstream, metrics) = (&self.upstream, &*self.metrics);
+                    let now = Instant::now();
+                    let slots = MAX_IN_FLIGHT - sends.len();
+                    let room = self.upstream.budget().forward_room(now).min(slots);
+                    // Only when the budget, not the in-flight bound, binds:
+                    // is it holding owed positions back?
+                    let held = room < slots && self.upstream.budget().paused_for(now).is_none() && queue.ready(now) > room;
+                    shortage.observe(held, now, &self.config, &self.metrics, self.upstream.budget().per_min(), queue.owed());
+                    for due in queue.due(now, room) {
+                        if self.upstream.budget().try_forward(now).is_err() {
+                            queue.done(&due, Outcome::Throttled, now, 0.5);
+                            continue;
+                        }
+                        let call = self.request(&url, &due, token.bearer(&self.config, &self.verifier));
+                        let (upstream, metrics, refusals) = (&self.upstream, &*self.metrics, &refusals);
                         sends.push(async move {
-                            let outcome = send(upstream, call, metrics, &driver).await;
-                            (driver, position.seq, outcome)
+                            let outcome = send(upstream, call, metrics, &due.driver, refusals).await;
+                            (due, outcome)
                         });
                     }
                 }
@@ -228,7 +243,10 @@ impl Forwarder {
                     // Also reads what other nodes committed while this
                     // node's view of the head did not move.
                     self.read_on(&mut queue, &mut cursor).await?;
-                    self.metrics.forward_lag_ms.store(queue.lag(Instant::now()).as_millis() as u64, Relaxed);
+                    let now = Instant::now();
+                    self.metrics.forward_lag_ms.store(queue.lag(now).as_millis() as u64, Relaxed);
+                    let paused = self.upstream.budget().paused_for(now).unwrap_or_default();
+                    self.metrics.backend_paused_ms.store(paused.as_millis() as u64, Relaxed);
                     let at = queue.cursor();
                     if stored_cursor != Some(at) {
                         self.log.set_cursor(CURSOR, at).await?;
@@ -268,10 +286,11 @@ impl Forwarder {
         }
     }
 
-    fn request(&self, url: &UrlTemplate, driver: &DriverId, p: &Position, bearer: String) -> Call {
-        let url = url.for_driver(driver);
-        let body =
-            Body { latitude: p.lat, longitude: p.lng, status: p.status, recorded_at: &p.recorded_at, seq: p.seq };
+    fn request(&self, url: &UrlTemplate, due: &Due, bearer: String) -> Call {
+        let url = url.for_driver(&due.driver);
+        let p = &due.position;
+        let status = due.status.map(|r| r.status);
+        let body = Body { latitude: p.lat, longitude: p.lng, status, recorded_at: &p.recorded_at, seq: p.seq };
         let body = serde_json::to_vec(&body).map(Bytes::from).unwrap_or_default();
         Call { method: self.config.method.clone(), url, bearer, body }
     }
@@ -303,12 +322,13 @@ struct Call {
     body: Bytes,
 }
 
-async fn send(upstream: &Upstream, call: Call, metrics: &Metrics, driver: &DriverId) -> Outcome {
+async fn send(upstream: &Upstream, call: Call, metrics: &Metrics, driver: &DriverId, refusals: &RefusalLog) -> Outcome {
     let result = upstream.call(call.method, &call.url, &call.bearer, Some(call.body), REQUEST_TIMEOUT).await;
     let outcome = match result {
         Ok(s) if s.is_success() => Outcome::Delivered,
+        Ok(s) if s.as_u16() == 429 => Outcome::Throttled,
         Ok(s) if s.as_u16() == 401 || s.as_u16() == 403 => {
-            tracing::error!(status = s.as_u16(), url = %call.url, "the backend refuses the forwarding token (FORWARD_TOKEN / JWT_SECRET); retrying");
+            refusals.refused(s.as_u16(), &call.url);
             Outcome::Retry
         }
         Ok(s) if s.is_client_error() => {
@@ -342,6 +362,72 @@ async fn send(upstream: &Upstream, call: Call, metrics: &Metrics, driver: &Drive
     outcome
 }
 
+/// Says in plain words, at most once a minute, that the backend refuses
+/// the forwarding token (401/403 are a configuration fault: each is
+/// retried, and counted by status in the metrics).
+#[derive(Debug, Default)]
+struct RefusalLog {
+    last: std::sync::Mutex<Option<Instant>>,
+}
+
+impl RefusalLog {
+    fn refused(&self, status: u16, url: &str) {
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        if last.is_some_and(|t| t.elapsed() < Duration::from_secs(60)) {
+            return;
+        }
+        *last = Some(Instant::now());
+        let hint = if status == 403 {
+            "the token's role is not admitted: set FORWARD_TOKEN_ROLE to a role the backend's driver-locations route admits (the WeCare backend: driver), or FORWARD_TOKEN to a token of such an account"
+        } else {
+            "the token is not accepted: the backend must verify tokens with the same JWT_SECRET as this service, or set FORWARD_TOKEN to a token it issued"
+        };
+        tracing::error!(status, url = %url, "the backend refuses forwarded positions; {hint}; retrying with backoff");
+    }
+}
+
+/// Notices when the backend budget, not the backend or the fleet, holds
+/// positions back for longer than the forwarding interval: says so once
+/// in the log, with what it means, and shows it in a gauge while it lasts.
+#[derive(Debug, Default)]
+struct Shortage {
+    held_since: Option<Instant>,
+    said: bool,
+}
+
+impl Shortage {
+    fn observe(
+        &mut self,
+        held: bool,
+        now: Instant,
+        config: &ForwardConfig,
+        metrics: &Metrics,
+        per_min: u32,
+        owed: usize,
+    ) {
+        if !held {
+            self.held_since = None;
+            metrics.backend_budget_short.store(0, Relaxed);
+            return;
+        }
+        let since = *self.held_since.get_or_insert(now);
+        if now.duration_since(since) < config.min_interval.max(Duration::from_secs(1)) {
+            return;
+        }
+        metrics.backend_budget_short.store(1, Relaxed);
+        if !self.said {
+            self.said = true;
+            let bound = owed as f64 * 60.0 / f64::from(per_min);
+            tracing::warn!(
+                budget_per_min = per_min,
+                owed,
+                every_secs = config.min_interval.as_secs_f64(),
+                "BACKEND_MAX_CALLS_PER_MIN is too small to forward every moving driver every FORWARD_MIN_INTERVAL_MS: no position is dropped, but each driver's newest one now arrives within about {bound:.0} s; exempt this service from the backend's rate limiter and raise the budget for fresher positions (README)"
+            );
+        }
+    }
+}
+
 fn jitter() -> f64 {
     let mut b = [0u8; 2];
     getrandom::fill(&mut b).expect("the OS random source is available");
@@ -365,7 +451,7 @@ impl ServiceToken {
             Some((t, at)) if now < at + SERVICE_TOKEN_TTL / 2 => t.clone(),
             _ => {
                 let claims = serde_json::json!({
-                    "id": "wecare-realtime", "role": "system", "iat": now, "exp": now + SERVICE_TOKEN_TTL,
+                    "id": "wecare-realtime", "role": config.token_role, "iat": now, "exp": now + SERVICE_TOKEN_TTL,
                 });
                 let t = verifier.mint(&claims);
                 self.minted = Some((t.clone(), now));

@@ -56,6 +56,15 @@ pub(crate) fn revoked_from(kind: &str, key: String) -> Option<Revoked> {
     }
 }
 
+/// The v1.3 upgrade of a store written before it (both backends run it
+/// once): before v1.3 every driver got the status `AVAILABLE` until it
+/// reported one, so a stored `AVAILABLE` of a driver with no
+/// `driver:status` event in the stream was most likely invented. It
+/// becomes "not reported" (empty), so it is neither shown nor forwarded
+/// over the status the WeCare backend set.
+pub(crate) const FORGET_INVENTED_STATUSES: &str = "UPDATE drivers SET status = '' WHERE status = 'AVAILABLE'
+     AND NOT EXISTS (SELECT 1 FROM events e WHERE e.driver_id = drivers.driver_id AND e.kind = 2)";
+
 pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// A storage failure. Callers answer `UNAVAILABLE` (retryable) and log it.

@@ -77,6 +77,8 @@ pub(crate) struct DriverRow {
     pub(crate) lng: Option<f64>,
     pub(crate) recorded_at: Option<i64>,
     pub(crate) effective_at: Option<i64>,
+    /// Upper case; empty while the driver has reported none (v1.3: the
+    /// column stays `NOT NULL`, so stores from before need no migration).
     pub(crate) status: String,
     pub(crate) email: Option<String>,
     pub(crate) last_seen: i64,
@@ -93,7 +95,7 @@ impl DriverRow {
             lng: p.map(|p| p.lng),
             recorded_at: p.map(|p| p.recorded_at),
             effective_at: p.map(|p| p.effective_at),
-            status: s.status.as_str().to_string(),
+            status: s.status.map(DriverStatus::as_str).unwrap_or_default().to_string(),
             email: s.email.clone(),
             last_seen: s.last_seen,
             online: s.online,
@@ -108,7 +110,10 @@ impl DriverRow {
             }
             _ => None,
         };
-        let status: DriverStatus = self.status.parse().map_err(|_| Damage::Status(self.status.clone()))?;
+        let status = match self.status.as_str() {
+            "" => None,
+            s => Some(s.parse::<DriverStatus>().map_err(|_| Damage::Status(self.status.clone()))?),
+        };
         let state = DriverState { position, status, email: self.email, last_seen: self.last_seen, online: self.online };
         Ok((DriverId::new(self.driver_id), state))
     }

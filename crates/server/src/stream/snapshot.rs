@@ -13,7 +13,9 @@ pub(crate) struct DriverEntry {
     lat: Option<f64>,
     lng: Option<f64>,
     recorded_at: Option<String>,
-    status: DriverStatus,
+    /// v1.3: absent until the driver reported a status.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status: Option<DriverStatus>,
     online: bool,
     last_seen: String,
 }

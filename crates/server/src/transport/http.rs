@@ -43,6 +43,7 @@ pub(crate) fn routes(state: SharedState) -> Router {
         .route("/api/realtime/drivers/{driver_id}/track", get(get_track))
         .route("/api/realtime/notify", post(post_notify))
         .route("/api/realtime/revoke", post(super::revocation::post_revoke))
+        .route("/api/realtime/logout", post(super::revocation::post_logout))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -62,14 +63,17 @@ struct Bearer(Principal);
 impl FromRequestParts<SharedState> for Bearer {
     type Rejection = ApiError;
     async fn from_request_parts(parts: &mut Parts, app: &SharedState) -> Result<Self, ApiError> {
-        let token = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-            .ok_or(AuthError::Required)?;
+        let token = bearer_token(&parts.headers).ok_or(AuthError::Required)?;
         Ok(Self(super::revocation::authorize(app, token).await?))
     }
+}
+
+/// The token of `Authorization: Bearer <token>`.
+pub(crate) fn bearer_token(headers: &axum::http::HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
 }
 
 impl Bearer {

@@ -1,9 +1,12 @@
 //! Tokens at the edge, for their whole life (contract §2, §10): a token is
 //! admitted at the handshake, on every REST call and on `auth:refresh`
 //! only if its signature and `exp` hold and it is not revoked; a live
-//! socket whose token is revoked — by `POST /api/realtime/revoke` on any
-//! node, or at the WeCare backend (`AUTH_CHECK_URL`, asked again every
-//! interval) — gets `auth:expired { reason: "revoked" }` and is closed.
+//! socket whose token is revoked — by `POST /api/realtime/revoke` or
+//! `/logout` on any node, or at the WeCare backend (`AUTH_CHECK_URL`,
+//! asked again every interval) — gets `auth:expired { reason: "revoked" }`
+//! and is closed. A logout the backend reports is remembered here like a
+//! revocation (until the token expires, across restarts and nodes): the
+//! backend forgets its own logout list when it restarts.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,7 +27,7 @@ use crate::clock::now_ms;
 use crate::cluster::BusMessage;
 use crate::domain::auth::{AuthError, Principal};
 use crate::domain::revocation::{Revocation, Revoked, USER_REVOCATION_SECS, token_hash};
-use crate::gate::Refusal;
+use crate::gate::{Purpose, RECHECK_POSTPONED, Refusal};
 
 /// How often revocations are read back from the store, in case a message
 /// from another node was missed.
@@ -38,10 +41,41 @@ fn now_secs() -> i64 {
 /// `AUTH_CHECK_FAIL=closed`, unverifiable) token is `Invalid token`.
 pub(crate) async fn authorize(app: &SharedState, token: &str) -> Result<Principal, AuthError> {
     let principal = app.verifier.verify(token, now_secs())?;
-    match app.gate.admit(token, &token_hash(token), &principal, &app.metrics).await {
+    let hash = token_hash(token);
+    match app.gate.admit(token, &hash, &principal, Purpose::Admission, &app.metrics).await {
         Ok(()) => Ok(principal),
+        Err(Refusal::LoggedOutAtBackend { .. }) => {
+            remember_logout(app, hash, &principal).await;
+            Err(AuthError::Invalid)
+        }
         Err(_) => Err(AuthError::Invalid),
     }
+}
+
+/// Remembers that the backend logged this token out: a revocation of the
+/// token until its `exp`, kept in the store and announced to the other
+/// nodes (which cut their sockets of it).
+async fn remember_logout(app: &SharedState, hash: String, principal: &Principal) {
+    let now = now_secs();
+    let until = principal.expires_at.max(now);
+    let revocation = Revocation { what: Revoked::Token(hash), at_secs: now, until_secs: until };
+    if let Err(e) = remember(app, revocation).await {
+        // Still refused here for the check interval (the gate's cache).
+        tracing::warn!(error = %e, "a logout the backend reported is not stored");
+    }
+}
+
+/// Stores `revocation`, applies it on this node at once (cutting the
+/// sockets it refuses) and tells the other nodes. Returns the sockets cut here.
+async fn remember(app: &SharedState, revocation: Revocation) -> Result<usize, crate::storage::StorageError> {
+    app.stream.log.revoke(revocation.clone()).await?;
+    app.gate.revocations.add(revocation);
+    let disconnected = sweep(app);
+    if let Err(e) = app.cluster.publish(BusMessage::Revoked).await {
+        // The other nodes read the store within a few seconds anyway.
+        tracing::warn!(error = %e, "revocation not announced to the other nodes");
+    }
+    Ok(disconnected)
 }
 
 /// While `socket` lives, asks the backend about its token every check
@@ -53,15 +87,22 @@ pub(crate) fn watch_socket(app: &SharedState, socket: SocketRef, session: Arc<Se
     };
     let app = Arc::clone(app);
     app.stream.tracker.clone().spawn(async move {
+        let mut wait = every;
         loop {
             tokio::select! {
-                () = tokio::time::sleep(every) => {}
+                () = tokio::time::sleep(wait) => {}
                 () = session.closed.cancelled() => return,
             }
+            wait = every;
             let (token, hash) = session.token();
-            match app.gate.admit(&token, &hash, &session.principal, &app.metrics).await {
+            match app.gate.admit(&token, &hash, &session.principal, Purpose::Recheck, &app.metrics).await {
                 Ok(()) => {}
+                Err(Refusal::Postponed) => wait = RECHECK_POSTPONED,
                 Err(Refusal::Revoked { at_ms }) => return session::cut(&socket, &session, at_ms, "revoked"),
+                Err(Refusal::LoggedOutAtBackend { at_ms }) => {
+                    session::cut(&socket, &session, at_ms, "revoked");
+                    return remember_logout(&app, hash, &session.principal).await;
+                }
                 Err(Refusal::Unverifiable) => return session::cut(&socket, &session, now_ms(), "unverifiable"),
             }
         }
@@ -159,14 +200,33 @@ pub(crate) async fn post_revoke(
         }
         _ => return Err(ApiError::payload("expected { userId } or { token }")),
     };
-    app.stream.log.revoke(revocation.clone()).await?;
-    app.gate.revocations.add(revocation);
-    let disconnected = sweep(&app);
-    if let Err(e) = app.cluster.publish(BusMessage::Revoked).await {
-        // The other nodes read the store within a few seconds anyway.
-        tracing::warn!(error = %e, "revocation not announced to the other nodes");
-    }
+    let disconnected = remember(&app, revocation).await?;
     Ok(Json(Revoked_ { status: "ok", disconnected }))
+}
+
+#[derive(Serialize)]
+struct LoggedOut {
+    status: &'static str,
+}
+
+/// `POST /api/realtime/logout` with the user's own bearer (contract v1.3
+/// §10): revokes that token at once — its sockets get `auth:expired
+/// { reason: "revoked" }` — until it expires, across restarts and nodes.
+/// No service secret: a token can only revoke itself. The user's other
+/// tokens (another device) keep working. Logging out a token that is
+/// already revoked is fine (200); an expired or forged one is a 401 like
+/// any REST call.
+pub(crate) async fn post_logout(
+    State(app): State<SharedState>,
+    headers: HeaderMap,
+) -> Result<Json<impl Serialize>, ApiError> {
+    let token = super::http::bearer_token(&headers).ok_or(AuthError::Required)?;
+    let principal = app.verifier.verify(token, now_secs())?;
+    let now = now_secs();
+    let revocation =
+        Revocation { what: Revoked::Token(token_hash(token)), at_secs: now, until_secs: principal.expires_at.max(now) };
+    remember(&app, revocation).await?;
+    Ok(Json(LoggedOut { status: "ok" }))
 }
 
 /// A token's `exp` claim, read without checking the signature.

@@ -36,7 +36,7 @@ mod listen;
 pub(crate) use conn::parse_url;
 use conn::{DB_NOW, Prepared, Slot, connect};
 
-const SCHEMA_VERSION: i32 = 1;
+const SCHEMA_VERSION: i32 = 2;
 /// Rows deleted per retention statement.
 const PRUNE_CHUNK: i64 = 5_000;
 /// Reader connections: replays, pages and snapshots share them (queries
@@ -235,7 +235,14 @@ async fn migrate(client: &Client) -> Result<(), StorageError> {
             Some(v) if v > SCHEMA_VERSION => {
                 return Err(StorageError::Corrupt(format!("schema version {v} is newer than this server")));
             }
-            Some(_) => {}
+            Some(v) => {
+                if v < 2 {
+                    client.batch_execute(super::FORGET_INVENTED_STATUSES).await?;
+                }
+                if v < SCHEMA_VERSION {
+                    client.execute("UPDATE stream SET schema_version = $1 WHERE id = 1", &[&SCHEMA_VERSION]).await?;
+                }
+            }
             None => {
                 client
                     .execute(
@@ -628,5 +635,36 @@ mod tests {
             Writers::ManyLogs,
         )
         .await;
+    }
+
+    #[tokio::test]
+    async fn a_store_from_before_v1_3_forgets_the_statuses_it_invented() {
+        let server = PgServer::shared();
+        let db = server.database("v13");
+        let config = parse_url(&db.url).unwrap();
+        drop(PgLog::open(&config).await.expect("creates the schema"));
+        // Back to schema 1 (before v1.3): every driver got AVAILABLE until it
+        // reported one. Only b sent a `driver:status` (kind 2); c reported
+        // ON_TRIP in a fix.
+        let (client, connection) = config.connect(tokio_postgres::NoTls).await.unwrap();
+        tokio::spawn(connection);
+        client
+            .batch_execute(
+                "UPDATE stream SET schema_version = 1;
+                 INSERT INTO events VALUES (1, 1, 'a', 'm1', 1, 1, '{}'), (2, 2, 'b', 'm2', 2, 2, '{}'), (3, 1, 'c', 'm3', 3, 3, '{}');
+                 UPDATE stream SET head = 3;
+                 INSERT INTO drivers (driver_id, lat, lng, recorded_at, effective_at, status, last_seen)
+                 VALUES ('a', 1, 2, 1, 1, 'AVAILABLE', 1), ('b', 1, 2, 1, 1, 'AVAILABLE', 2), ('c', 1, 2, 3, 3, 'ON_TRIP', 3);",
+            )
+            .await
+            .unwrap();
+        let log = PgLog::open(&config).await.expect("upgrades");
+        let snap = log.snapshot().await.unwrap();
+        let status = |id: &str| snap.drivers.iter().find(|(d, _)| d.as_str() == id).and_then(|(_, s)| s.status);
+        assert_eq!(status("a"), None, "invented: forgotten");
+        assert_eq!(status("b"), Some(wecare_proto::DriverStatus::Available), "reported with driver:status: kept");
+        assert_eq!(status("c"), Some(wecare_proto::DriverStatus::OnTrip), "not the default: kept");
+        let version: i32 = client.query_one("SELECT schema_version FROM stream", &[]).await.unwrap().get(0);
+        assert_eq!(version, SCHEMA_VERSION);
     }
 }

@@ -23,7 +23,7 @@ use crate::domain::revocation::Revocation;
 mod worker;
 use worker::Worker;
 
-const SCHEMA_VERSION: i64 = 4;
+const SCHEMA_VERSION: i64 = 5;
 const FILE_NAME: &str = "wecare-rt.sqlite3";
 /// Rows deleted per retention statement, so pruning never holds the writer long.
 const PRUNE_CHUNK: i64 = 5_000;
@@ -94,6 +94,9 @@ impl SqliteLog {
         if version == 1 {
             // v2: presence is part of the persisted latest state.
             tx.execute_batch("ALTER TABLE drivers ADD COLUMN online INTEGER NOT NULL DEFAULT 0")?;
+        }
+        if version < 5 {
+            tx.execute_batch(super::FORGET_INVENTED_STATUSES)?;
         }
         tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
         tx.execute(
@@ -523,6 +526,38 @@ mod tests {
         let log = SqliteLog::open(dir.path(), Arc::default()).unwrap();
         let snap = log.snapshot().await.unwrap();
         let (_, s) = &snap.drivers[0];
-        assert_eq!((s.position.unwrap().lat, s.status, s.email.as_deref()), (1.5, DriverStatus::OnTrip, Some("d@x")));
+        assert_eq!(
+            (s.position.unwrap().lat, s.status, s.email.as_deref()),
+            (1.5, Some(DriverStatus::OnTrip), Some("d@x"))
+        );
+    }
+
+    #[tokio::test]
+    async fn a_store_from_before_v1_3_forgets_the_statuses_it_invented() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            // A v4 store (before v1.3): every driver got AVAILABLE until it
+            // reported a status. Only b ever sent a `driver:status` (kind 2);
+            // c reported ON_TRIP in a fix.
+            let conn = Connection::open(dir.path().join(FILE_NAME)).unwrap();
+            conn.execute_batch(include_str!("schema.sql")).unwrap();
+            conn.execute_batch(
+                "PRAGMA user_version = 4;
+                 INSERT INTO meta (key, value) VALUES ('stream_id', 'old'), ('head', '3'), ('pruned_through', '0');
+                 INSERT INTO events VALUES (1, 1, 'a', 'm1', 1, 1, '{\"seq\":1}'),
+                                           (2, 2, 'b', 'm2', 2, 2, '{\"seq\":2}'),
+                                           (3, 1, 'c', 'm3', 3, 3, '{\"seq\":3}');
+                 INSERT INTO drivers (driver_id, lat, lng, recorded_at, effective_at, status, last_seen)
+                 VALUES ('a', 1, 2, 1, 1, 'AVAILABLE', 1), ('b', 1, 2, 1, 1, 'AVAILABLE', 2), ('c', 1, 2, 3, 3, 'ON_TRIP', 3);",
+            )
+            .unwrap();
+        }
+        let log = SqliteLog::open(dir.path(), Arc::default()).unwrap();
+        let snap = log.snapshot().await.unwrap();
+        let status = |id: &str| snap.drivers.iter().find(|(d, _)| d.as_str() == id).and_then(|(_, s)| s.status);
+        assert_eq!(status("a"), None, "invented: forgotten");
+        assert_eq!(status("b"), Some(DriverStatus::Available), "reported with driver:status: kept");
+        assert_eq!(status("c"), Some(DriverStatus::OnTrip), "not the default: kept");
+        assert_eq!(log.stream_id(), "old", "the same stream");
     }
 }
