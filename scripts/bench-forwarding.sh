@@ -30,7 +30,10 @@ sink=127.0.0.1:3299
 run() { # MODE (off|on) RUN_NUMBER
   local mode=$1 n=$2 extra=() sinkargs=()
   if [ "$mode" = on ]; then
-    extra=(FORWARD_URL="http://$sink/api/driver-locations/{driverId}")
+    # The worst case for the node: every driver forwarded every second, a
+    # backend that takes it (no rate limit, so no budget to speak of).
+    extra=(FORWARD_URL="http://$sink/api/driver-locations/{driverId}" FORWARD_MIN_INTERVAL_MS=1000
+      BACKEND_MAX_CALLS_PER_MIN=1000000)
     sinkargs=(--sink "$sink" --sink-delay-ms 20)
   fi
   rm -rf "$work/data"
