@@ -156,6 +156,14 @@ struct ServeArgs {
     /// together (its limiter allows 100 a minute per client address).
     #[arg(long, env = "BACKEND_MAX_CALLS_PER_MIN", default_value_t = d::BACKEND_MAX_CALLS_PER_MIN)]
     backend_max_calls_per_min: u32,
+    /// Most open TCP connections; one more is answered 503 and closed.
+    /// 0: the file-descriptor limit (raised to its hard limit) less 256.
+    #[arg(long, env = "MAX_CONNECTIONS", default_value_t = d::MAX_CONNECTIONS)]
+    max_connections: usize,
+    /// How long a request head may take to arrive, and a keep-alive
+    /// connection may sit idle between requests, ms.
+    #[arg(long, env = "HEADER_READ_TIMEOUT_MS", default_value_t = d::HEADER_READ_TIMEOUT_MS)]
+    header_read_timeout_ms: u64,
 }
 
 #[derive(Debug, Args)]
@@ -226,18 +234,30 @@ fn non_empty(v: Option<String>) -> Option<String> {
     v.filter(|s| !s.trim().is_empty())
 }
 
+/// The shortest `JWT_SECRET` production accepts (HS256's key is as long as its hash).
+const MIN_SECRET_BYTES: usize = 32;
+
 /// Flags → validated config, with the production rules (contract §1).
 fn serve_config(args: &ServeArgs) -> anyhow::Result<ServerConfig> {
+    // " production" or "Production" is production too: a stray space must
+    // not switch the checks off.
     let production = [&args.app_env, &args.node_env]
         .iter()
-        .any(|v| v.as_deref().is_some_and(|v| v.eq_ignore_ascii_case("production")));
+        .any(|v| v.as_deref().is_some_and(|v| v.trim().eq_ignore_ascii_case("production")));
     let secret = non_empty(args.jwt_secret.clone());
     let origins = non_empty(args.allowed_origins.clone());
     if production && secret.is_none() {
         bail!("JWT_SECRET is required in production (APP_ENV/NODE_ENV=production)");
     }
-    if production && origins.is_none() {
-        bail!("ALLOWED_ORIGINS is required in production (APP_ENV/NODE_ENV=production)");
+    if production && secret.as_ref().is_some_and(|s| s.len() < MIN_SECRET_BYTES) {
+        bail!(
+            "JWT_SECRET must be at least {MIN_SECRET_BYTES} bytes in production: a short HS256 key can be guessed offline from any token"
+        );
+    }
+    if production && origins.as_deref().is_none_or(|o| split_list(o).is_empty()) {
+        bail!(
+            "ALLOWED_ORIGINS is required in production (APP_ENV/NODE_ENV=production), and must name at least one origin"
+        );
     }
     let jwt_secret = match secret {
         Some(s) => s.into_bytes(),
@@ -284,6 +304,8 @@ fn serve_config(args: &ServeArgs) -> anyhow::Result<ServerConfig> {
         forward,
         auth_check,
         backend_max_calls_per_min: args.backend_max_calls_per_min.max(1),
+        max_connections: args.max_connections,
+        header_read_timeout: Duration::from_millis(args.header_read_timeout_ms.max(100)),
     })
 }
 
@@ -409,12 +431,28 @@ mod tests {
         let e = serve_config(&args(&["--app-env", "production", "--allowed-origins", "https://x", "--data-dir", d]))
             .unwrap_err();
         assert!(e.to_string().contains("JWT_SECRET"));
-        let e = serve_config(&args(&["--node-env", "production", "--jwt-secret", "s", "--data-dir", d])).unwrap_err();
+        let long = "0123456789abcdef0123456789abcdef";
+        let e = serve_config(&args(&["--node-env", "production", "--jwt-secret", long, "--data-dir", d])).unwrap_err();
         assert!(e.to_string().contains("ALLOWED_ORIGINS"));
         assert!(
-            serve_config(&args(&["--node-env", "production", "--jwt-secret", "s", "--allowed-origins", "https://x"]))
+            serve_config(&args(&["--node-env", "production", "--jwt-secret", long, "--allowed-origins", "https://x"]))
                 .is_ok()
         );
+    }
+
+    #[test]
+    fn production_refuses_a_short_secret_and_an_empty_origin_list_however_it_is_spelled() {
+        let long = "0123456789abcdef0123456789abcdef";
+        for env in [" production", "Production ", "PRODUCTION"] {
+            let e = serve_config(&args(&["--app-env", env, "--jwt-secret", "a", "--allowed-origins", "https://x"]))
+                .unwrap_err();
+            assert!(e.to_string().contains("at least 32 bytes"), "{env:?}: {e}");
+            for origins in [",", " , ", ""] {
+                let e = serve_config(&args(&["--node-env", env, "--jwt-secret", long, "--allowed-origins", origins]))
+                    .unwrap_err();
+                assert!(e.to_string().contains("ALLOWED_ORIGINS"), "{env:?} {origins:?}: {e}");
+            }
+        }
     }
 
     #[test]

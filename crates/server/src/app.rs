@@ -24,6 +24,8 @@ pub(crate) struct AppState {
     pub(crate) pending: crate::transport::peers::PendingDeliveries,
     /// Shutdown: whether events are still taken, and which are in flight.
     pub(crate) drain: crate::shutdown::Drain,
+    /// Every user's read budget (stream pages, snapshots, tracks).
+    pub(crate) reads: crate::transport::limits::ReadBudget,
     /// Set once the Socket.io layer is built (the layer needs the state first).
     pub(crate) io: std::sync::OnceLock<socketioxide::SocketIo>,
 }

@@ -59,6 +59,12 @@ pub struct ServerConfig {
     /// Most calls a minute to the WeCare backend, forwards and token checks
     /// together (contract v1.3 §10). Defaults to 90.
     pub backend_max_calls_per_min: u32,
+    /// Most open TCP connections; one more is answered 503 and closed.
+    /// Defaults to 0: the process's file-descriptor limit less a reserve.
+    pub max_connections: usize,
+    /// How long a request head may take to arrive, and a keep-alive
+    /// connection may sit idle between requests. Defaults to 10 s.
+    pub header_read_timeout: Duration,
 }
 
 /// The defaults, once, in the units of the flags and environment variables
@@ -102,6 +108,10 @@ pub mod defaults {
     /// `BACKEND_MAX_CALLS_PER_MIN`: the WeCare backend allows 100 requests a
     /// minute per client address on all of `/api`; 90 leaves it a margin.
     pub const BACKEND_MAX_CALLS_PER_MIN: u32 = 90;
+    /// `MAX_CONNECTIONS`: 0 = the file-descriptor limit less a reserve.
+    pub const MAX_CONNECTIONS: usize = 0;
+    /// `HEADER_READ_TIMEOUT_MS`.
+    pub const HEADER_READ_TIMEOUT_MS: u64 = 10_000;
     /// `AUTH_CHECK_INTERVAL_MS`.
     pub const AUTH_CHECK_INTERVAL_MS: u64 = 60_000;
     /// `AUTH_CHECK_FAIL`.
@@ -137,6 +147,8 @@ impl Default for ServerConfig {
             forward: None,
             auth_check: None,
             backend_max_calls_per_min: d::BACKEND_MAX_CALLS_PER_MIN,
+            max_connections: d::MAX_CONNECTIONS,
+            header_read_timeout: Duration::from_millis(d::HEADER_READ_TIMEOUT_MS),
         }
     }
 }
@@ -162,6 +174,8 @@ impl std::fmt::Debug for ServerConfig {
             .field("forward", &self.forward)
             .field("auth_check", &self.auth_check)
             .field("backend_max_calls_per_min", &self.backend_max_calls_per_min)
+            .field("max_connections", &self.max_connections)
+            .field("header_read_timeout", &self.header_read_timeout)
             .finish_non_exhaustive()
     }
 }

@@ -29,7 +29,6 @@
 //! # }
 //! ```
 
-use std::future::IntoFuture;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -80,6 +79,9 @@ use stream::StreamDeps;
 /// long-poll of an Engine.IO session that never joined, a slow client) may
 /// hold the process: every accepted event was answered before that.
 const HTTP_LINGER: Duration = Duration::from_secs(1);
+/// At shutdown, a socket whose writes have been pending this long is taken
+/// to have stopped reading: its connection is dropped rather than waited for.
+const SHUTDOWN_STALL: Duration = Duration::from_secs(1);
 /// How often a node reads the stream without a wake-up (the safety net
 /// behind PostgreSQL's NOTIFY; one node never needs it).
 const TAILER_POLL: Duration = Duration::from_millis(250);
@@ -131,6 +133,7 @@ pub async fn serve(listener: TcpListener, config: ServerConfig, shutdown: Cancel
         metrics: Arc::clone(&metrics),
         tracker: tracker.clone(),
         stop: stop.clone(),
+        snapshots: stream::snapshot::SnapshotCache::default(),
     });
     tracker.spawn(stream::fanout::run(Arc::clone(&stream), fanout_rx));
     let tailer = stream::tailer::Tailer {
@@ -186,6 +189,7 @@ pub async fn serve(listener: TcpListener, config: ServerConfig, shutdown: Cancel
         presence,
         pending: transport::peers::PendingDeliveries::default(),
         drain: shutdown::Drain::new(shutdown.clone()),
+        reads: transport::limits::ReadBudget::default(),
     });
 
     let max = transport::http::MAX_BODY;
@@ -253,22 +257,43 @@ pub async fn serve(listener: TcpListener, config: ServerConfig, shutdown: Cancel
             }
             tracing::info!(elapsed = ?started.elapsed(), "accepted events finished; closing sockets");
             let left = grace.saturating_sub(started.elapsed());
-            let _ = tokio::time::timeout(left, io.close()).await;
+            // Closing waits for each socket's queue to be written out; a
+            // peer that stopped reading would hold it for the whole grace.
+            let unstick = async {
+                loop {
+                    if let Some(ns) = io.of(wecare_proto::NAMESPACE) {
+                        transport::conn::end_stalled(&ns.sockets(), SHUTDOWN_STALL);
+                    }
+                    tokio::time::sleep(SHUTDOWN_STALL / 4).await;
+                }
+            };
+            let _ = tokio::time::timeout(left, async {
+                tokio::select! {
+                    () = io.close() => {}
+                    () = unstick => {}
+                }
+            })
+            .await;
             closed.cancel();
         })
     };
-    // TCP_NODELAY: frames are small and latency-bound; Nagle would hold a
-    // delivery back until the peer's delayed ACK.
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "set_nodelay failed");
-        }
-    });
-    let graceful =
-        axum::serve(listener, app).with_graceful_shutdown(sockets_closed.clone().cancelled_owned()).into_future();
+    let limits = transport::listener::ConnLimits {
+        max_connections: transport::listener::connection_cap(config.max_connections),
+        header_read_timeout: config.header_read_timeout,
+        // A peer whose writes stall this long would miss its pongs too.
+        write_stall: config.ping_timeout,
+    };
+    tracing::info!(max_connections = limits.max_connections, "connection limits");
+    let graceful = transport::listener::serve(
+        listener,
+        app,
+        limits,
+        Arc::clone(&state.metrics),
+        sockets_closed.clone().cancelled_owned(),
+    );
     tokio::pin!(graceful);
-    let served = tokio::select! {
-        r = &mut graceful => r,
+    let served: Result<(), std::io::Error> = tokio::select! {
+        () = &mut graceful => Ok(()),
         // A request still open after the sockets closed (an Engine.IO
         // long-poll of a session that never joined, a slow client) does not
         // hold the process: every accepted event was answered before.

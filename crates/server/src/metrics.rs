@@ -80,6 +80,21 @@ pub(crate) struct Metrics {
     pub(crate) backend_budget_short: AtomicU64,
     /// How much longer a 429's pause of every backend call lasts, ms.
     pub(crate) backend_paused_ms: AtomicU64,
+    /// Open TCP connections (HTTP, long-polling and websockets).
+    pub(crate) http_connections: AtomicI64,
+    /// Connections answered 503 over `MAX_CONNECTIONS`.
+    pub(crate) conn_refused: AtomicU64,
+    /// Connections closed because a request head (or a keep-alive idle gap)
+    /// took longer than `HEADER_READ_TIMEOUT_MS`.
+    pub(crate) header_timeouts: AtomicU64,
+    /// Connections closed because their peer stopped reading.
+    pub(crate) conn_stalled: AtomicU64,
+    /// Connections the server ended (eviction, expiry, revocation, abuse).
+    pub(crate) conn_killed: AtomicU64,
+    /// Answers that could not be written: the socket's send queue was full.
+    pub(crate) replies_dropped: AtomicU64,
+    /// Sockets closed for flooding past their bounds.
+    pub(crate) abusive_sockets: AtomicU64,
 }
 
 /// The results of a token check with the backend, as the metric labels
@@ -214,6 +229,36 @@ impl Metrics {
             "wecare_backend_paused_seconds",
             "How much longer the backend's 429 keeps every call to it waiting.",
             self.backend_paused_ms.load(Relaxed) as f64 / 1000.0,
+        );
+        gauge(
+            &mut out,
+            "wecare_http_connections",
+            "Open TCP connections (HTTP, long-polling and websockets).",
+            self.http_connections.load(Relaxed) as f64,
+        );
+        let _ = writeln!(
+            out,
+            "# HELP wecare_connections_closed_total Connections the server refused or closed, by reason.\n# TYPE wecare_connections_closed_total counter"
+        );
+        for (reason, c) in [
+            ("over_capacity", &self.conn_refused),
+            ("header_timeout", &self.header_timeouts),
+            ("stalled", &self.conn_stalled),
+            ("ended", &self.conn_killed),
+        ] {
+            let _ = writeln!(out, "wecare_connections_closed_total{{reason=\"{reason}\"}} {}", c.load(Relaxed));
+        }
+        counter(
+            &mut out,
+            "wecare_replies_dropped_total",
+            "Answers (acks, error events) not written because the socket's send queue was full.",
+            self.replies_dropped.load(Relaxed),
+        );
+        counter(
+            &mut out,
+            "wecare_abusive_sockets_total",
+            "Sockets closed for sending past their bounds.",
+            self.abusive_sockets.load(Relaxed),
         );
         self.ack_latency.render(&mut out, "wecare_ack_latency_seconds", "Receipt to ack.");
         self.fanout_latency.render(

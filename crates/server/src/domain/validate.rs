@@ -92,6 +92,16 @@ pub(crate) fn status_change(value: &Value, sender: &DriverId) -> Result<StatusCh
 }
 
 /// The items of a `location:batch` payload, each still to be validated.
+/// Why a fix's JSON did not parse: a number too large for a double (`1e400`)
+/// is an out-of-range coordinate (contract §3), anything else is not JSON.
+pub(crate) fn unparsable(error: &impl std::fmt::Display) -> Rejection {
+    if error.to_string().contains("number out of range") {
+        Rejection::new(ErrorCode::InvalidCoordinates, "coordinate out of range")
+    } else {
+        Rejection::new(ErrorCode::InvalidPayload, "payload is not valid JSON")
+    }
+}
+
 pub(crate) fn batch_items(value: &Value) -> Result<&[Value], Rejection> {
     let items = value.get("updates").and_then(Value::as_array).ok_or(payload("updates must be an array"))?;
     if items.is_empty() || items.len() > MAX_BATCH {

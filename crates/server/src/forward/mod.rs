@@ -227,6 +227,13 @@ impl Forwarder {
                     let held = room < slots && self.upstream.budget().paused_for(now).is_none() && queue.ready(now) > room;
                     shortage.observe(held, now, &self.config, &self.metrics, self.upstream.budget().per_min(), queue.owed());
                     for due in queue.due(now, room) {
+                        if url.is_dot_segment(&due.driver) {
+                            // No URL can name this driver safely: skipped, like a 4xx.
+                            tracing::warn!(driver = ?due.driver.as_str(), "a driver id that is a dot segment cannot be forwarded; skipped");
+                            self.metrics.forward_skipped.fetch_add(1, Relaxed);
+                            queue.done(&due, Outcome::Refused, now, 0.5);
+                            continue;
+                        }
                         if self.upstream.budget().try_forward(now).is_err() {
                             queue.done(&due, Outcome::Throttled, now, 0.5);
                             continue;
@@ -311,6 +318,13 @@ impl UrlTemplate {
     fn for_driver(&self, driver: &DriverId) -> String {
         self.parts.join(percent_encode(driver.as_str()).as_str())
     }
+
+    /// Whether `driver`'s id in a path would be `.` or `..`: URL parsers
+    /// resolve such a segment — also percent-encoded — to another route,
+    /// which would carry the service token there.
+    fn is_dot_segment(&self, driver: &DriverId) -> bool {
+        self.parts.len() > 1 && matches!(driver.as_str(), "." | "..")
+    }
 }
 
 /// One request, built.
@@ -332,12 +346,12 @@ async fn send(upstream: &Upstream, call: Call, metrics: &Metrics, driver: &Drive
             Outcome::Retry
         }
         Ok(s) if s.is_client_error() => {
-            tracing::warn!(status = s.as_u16(), %driver, "the backend refused a forwarded position; skipped");
+            tracing::warn!(status = s.as_u16(), driver = ?driver.as_str(), "the backend refused a forwarded position; skipped");
             Outcome::Refused
         }
         Ok(_) => Outcome::Retry,
         Err(CallError::BadRequest) => {
-            tracing::warn!(url = %call.url, %driver, "FORWARD_URL gives no valid URL for this driver; skipped");
+            tracing::warn!(url = %call.url, driver = ?driver.as_str(), "FORWARD_URL gives no valid URL for this driver; skipped");
             Outcome::Refused
         }
         Err(_) => Outcome::Retry,
@@ -470,5 +484,8 @@ mod tests {
         let t = UrlTemplate::new("http://b/api/driver-locations/{driverId}?d={driverId}");
         assert_eq!(t.for_driver(&DriverId::new("a/7")), "http://b/api/driver-locations/a%2F7?d=a%2F7");
         assert_eq!(UrlTemplate::new("http://b/x").for_driver(&DriverId::new("a")), "http://b/x");
+        assert!(t.is_dot_segment(&DriverId::new("..")) && t.is_dot_segment(&DriverId::new(".")));
+        assert!(!t.is_dot_segment(&DriverId::new("a..b")));
+        assert_eq!(t.for_driver(&DriverId::new("a..b")), "http://b/api/driver-locations/a%2E%2Eb?d=a%2E%2Eb");
     }
 }

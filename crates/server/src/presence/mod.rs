@@ -213,7 +213,7 @@ async fn sweep(deps: PresenceDeps, announcer: Announcer) {
         match deps.cluster.gone_drivers(online, deps.grace_ms()).await {
             Ok(gone) => {
                 for driver in gone {
-                    tracing::debug!(%driver, "no socket anywhere for the grace period");
+                    tracing::debug!(driver = ?driver.as_str(), "no socket anywhere for the grace period");
                     announcer.want(driver, Wish::Offline { grace: deps.grace_ms(), at: now_ms() });
                 }
             }

@@ -53,7 +53,7 @@ impl DamageCounter {
     /// Reports one damaged driver row (snapshots key them by driver).
     pub(crate) fn driver(&self, driver: &str, damage: &Damage) {
         self.0.fetch_add(1, Ordering::Relaxed);
-        tracing::error!(driver, %damage, "damaged latest-state row skipped");
+        tracing::error!(driver = ?driver, %damage, "damaged latest-state row skipped");
     }
 }
 

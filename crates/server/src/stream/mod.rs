@@ -33,4 +33,6 @@ pub(crate) struct StreamDeps {
     /// Cancelled last in a shutdown, once the sockets are closed: the
     /// stream tasks stop (a shutdown request itself is `AppState::drain`).
     pub(crate) stop: CancellationToken,
+    /// The snapshot new watchers and `/latest` share.
+    pub(crate) snapshots: snapshot::SnapshotCache,
 }

@@ -19,7 +19,6 @@ use wecare_proto::{Seq, event};
 use super::StreamDeps;
 use super::fanout::{Command, Join, Joined, SyncProgress, Write, write};
 use super::resume::{Claim, StartFrom};
-use super::snapshot;
 use crate::domain::event::SharedEvent;
 
 /// Events read from storage at a time.
@@ -128,13 +127,12 @@ async fn drive(deps: &Arc<StreamDeps>, socket: &SocketRef, claim: Claim, stop: &
 }
 
 async fn send_snapshot(deps: &StreamDeps, socket: &SocketRef) -> Result<Seq, Stop> {
-    let snap = read_retrying(|| deps.log.snapshot()).await;
-    let payload = snapshot::payload(deps.log.stream_id(), snap);
+    let payload = read_retrying(|| deps.snapshots.get(deps.log.as_ref())).await;
     let seq = payload.seq;
     tracing::debug!(sid = %socket.id, seq = seq.0, "sending snapshot");
     let mut waited = Duration::ZERO;
     loop {
-        match socket.emit(event::DRIVERS_SNAPSHOT, &payload) {
+        match socket.emit(event::DRIVERS_SNAPSHOT, payload.raw()) {
             Ok(()) => return Ok(seq),
             Err(socketioxide::SendError::Socket(socketioxide::SocketError::InternalChannelFull)) => {
                 waited += DRAIN_POLL;

@@ -23,7 +23,6 @@ use crate::app::SharedState;
 use crate::clock::parse_time;
 use crate::domain::auth::{AuthError, Principal};
 use crate::domain::validate::{self, Rejection};
-use crate::stream::snapshot;
 use crate::transport::socket::SHUTTING_DOWN;
 
 /// Largest accepted body.
@@ -34,6 +33,7 @@ const MAX_WAIT: Duration = Duration::from_secs(30);
 const TRACK_LIMIT: usize = 10_000;
 
 pub(crate) fn routes(state: SharedState) -> Router {
+    let secret_layer = axum::middleware::from_fn_with_state(std::sync::Arc::clone(&state), require_secret);
     Router::new()
         .route("/api/driver-locations", post(post_locations))
         .route("/api/realtime/locations", post(post_locations))
@@ -41,8 +41,10 @@ pub(crate) fn routes(state: SharedState) -> Router {
         .route("/api/realtime/events", get(get_events))
         .route("/api/realtime/latest", get(get_latest))
         .route("/api/realtime/drivers/{driver_id}/track", get(get_track))
-        .route("/api/realtime/notify", post(post_notify))
-        .route("/api/realtime/revoke", post(super::revocation::post_revoke))
+        // The service secret is checked before the body is read (and the
+        // route is a 404 when no secret is set, whatever the body's size).
+        .route("/api/realtime/notify", post(post_notify).route_layer(secret_layer.clone()))
+        .route("/api/realtime/revoke", post(super::revocation::post_revoke).route_layer(secret_layer))
         .route("/api/realtime/logout", post(super::revocation::post_logout))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -116,7 +118,8 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
                 ApiError::payload("unreadable body")
             }
         })?;
-        serde_json::from_slice(&bytes).map(Self).map_err(|_| ApiError::payload("body is not valid JSON"))
+        // `1e400` is no JSON a double can hold: an out-of-range coordinate.
+        serde_json::from_slice(&bytes).map(Self).map_err(|e| ApiError::from(&validate::unparsable(&e)))
     }
 }
 
@@ -203,7 +206,8 @@ async fn get_events(
     who: Bearer,
     Params(params): Params<EventsParams>,
 ) -> Result<Json<EventsPage>, ApiError> {
-    who.watcher()?;
+    let who = who.watcher()?;
+    app.reads.take(&who.subject).map_err(|r| ApiError::from(&r))?;
     let since = count_param(params.since.as_ref(), "since")?;
     let limit = count_param(params.limit.as_ref(), "limit")?;
     let wait =
@@ -229,10 +233,14 @@ async fn get_events(
     }
 }
 
-async fn get_latest(State(app): State<SharedState>, who: Bearer) -> Result<Json<snapshot::SnapshotPayload>, ApiError> {
-    who.watcher()?;
-    let snap = app.stream.log.snapshot().await?;
-    Ok(Json(snapshot::payload(app.stream.log.stream_id(), snap)))
+async fn get_latest(State(app): State<SharedState>, who: Bearer) -> Result<Response, ApiError> {
+    let who = who.watcher()?;
+    let snap = app.stream.snapshots.get(app.stream.log.as_ref()).await?;
+    // A snapshot costs reads by its size: a loop of them is a loop of big copies.
+    let cost = snap.json.len() / super::limits::SNAPSHOT_BYTES_PER_READ;
+    app.reads.take_n(&who.subject, cost).map_err(|r| ApiError::from(&r))?;
+    // The shared encoding, as it is: no per-request serialization.
+    Ok(([(header::CONTENT_TYPE, "application/json")], snap.json.clone()).into_response())
 }
 
 #[derive(Debug, Deserialize)]
@@ -263,7 +271,8 @@ async fn get_track(
     Path(driver_id): Path<String>,
     Params(params): Params<TrackParams>,
 ) -> Result<Json<Track>, ApiError> {
-    who.watcher()?;
+    let who = who.watcher()?;
+    app.reads.take(&who.subject).map_err(|r| ApiError::from(&r))?;
     let from = time_param(params.from.as_ref(), "from")?.unwrap_or(0);
     let to = time_param(params.to.as_ref(), "to")?.unwrap_or(i64::MAX);
     let driver = wecare_proto::DriverId::new(driver_id);
@@ -294,6 +303,15 @@ fn same_secret(a: &[u8], b: &[u8]) -> bool {
 /// The service routes (notify, revoke) take `Authorization: Bearer
 /// <NOTIFY_SECRET>`, checked before the body is read (a refused caller
 /// learns nothing from its body); they are off (404) without the secret.
+/// Refuses a request without the service secret before anything reads its
+/// body (a route layer of the service routes).
+async fn require_secret(State(app): State<SharedState>, req: Request, next: axum::middleware::Next) -> Response {
+    match service_secret(&app, req.headers()) {
+        Ok(()) => next.run(req).await,
+        Err(e) => e.into_response(),
+    }
+}
+
 pub(crate) fn service_secret(app: &SharedState, headers: &axum::http::HeaderMap) -> Result<(), ApiError> {
     let Some(secret) = app.config.notify_secret.as_deref() else {
         return Err(ApiError::not_found());
@@ -311,12 +329,7 @@ pub(crate) fn service_secret(app: &SharedState, headers: &axum::http::HeaderMap)
 
 /// `POST /api/realtime/notify`: the WeCare backend's best-effort pushes
 /// (`notification:*`) to `user:<id>` / `role:<role>` rooms (contract §8).
-async fn post_notify(
-    State(app): State<SharedState>,
-    headers: axum::http::HeaderMap,
-    body: Bytes,
-) -> Result<Json<Notified>, ApiError> {
-    service_secret(&app, &headers)?;
+async fn post_notify(State(app): State<SharedState>, body: Bytes) -> Result<Json<Notified>, ApiError> {
     let body: NotifyBody =
         serde_json::from_slice(&body).map_err(|_| ApiError::payload("expected { rooms, event, data }"))?;
     if !body.event.starts_with("notification:") || body.event.len() > 64 {

@@ -4,10 +4,13 @@
 
 pub(crate) mod ack;
 pub(crate) mod compact;
+pub(crate) mod conn;
 pub(crate) mod draining;
 pub(crate) mod error;
 pub(crate) mod events_page;
 pub(crate) mod http;
+pub(crate) mod limits;
+pub(crate) mod listener;
 pub(crate) mod origin;
 pub(crate) mod peers;
 pub(crate) mod reply;

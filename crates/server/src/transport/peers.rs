@@ -43,7 +43,7 @@ pub(crate) async fn admit(app: &SharedState, subject: &str, s: &SocketRef) {
         }
     };
     for key in evicted {
-        tracing::info!(%subject, node = %key.node, sid = %key.sid, "too many sockets for one user; closing the oldest");
+        tracing::info!(subject = ?subject, node = %key.node, sid = %key.sid, "too many sockets for one user; closing the oldest");
         if key.node == app.cluster.node_id() {
             close_local(app, &key.sid);
         } else if let Err(e) = app.cluster.publish(BusMessage::Evict { node: key.node, sid: key.sid }).await {
@@ -59,10 +59,16 @@ pub(crate) async fn left(app: &SharedState, subject: &str, s: &SocketRef) {
     }
 }
 
+/// Closes this node's socket `sid` (an eviction): a disconnect, and its
+/// websocket's TCP stream dropped — at once when its send queue is full (a
+/// peer that does not read cannot be told), else after a grace.
 fn close_local(app: &SharedState, sid: &str) {
     let socket = sid.parse::<Sid>().ok().and_then(|sid| app.io.get()?.of(NAMESPACE)?.get_socket(sid));
     if let Some(socket) = socket {
-        let _ = socket.disconnect();
+        match socket.clone().disconnect() {
+            Ok(()) => super::conn::end_tcp_soon(socket),
+            Err(_) => super::conn::end_tcp(&socket),
+        }
     }
 }
 

@@ -176,12 +176,7 @@ struct Revoked_ {
 /// `{ userId }` revokes every token of that user issued at or before this
 /// second, `{ token }` that token; both until they expire, across restarts
 /// and nodes.
-pub(crate) async fn post_revoke(
-    State(app): State<SharedState>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Json<impl Serialize>, ApiError> {
-    super::http::service_secret(&app, &headers)?;
+pub(crate) async fn post_revoke(State(app): State<SharedState>, body: Bytes) -> Result<Json<impl Serialize>, ApiError> {
     let body: RevokeBody =
         serde_json::from_slice(&body).map_err(|_| ApiError::payload("expected { userId } or { token }"))?;
     let now = now_secs();

@@ -35,6 +35,8 @@ pub(crate) struct Session {
     pub(crate) closed: CancellationToken,
     lifecycle: Mutex<Lifecycle>,
     expired_once: std::sync::atomic::AtomicBool,
+    /// What the socket may cost (issue 19).
+    pub(crate) limits: Arc<super::limits::SocketLimits>,
 }
 
 /// Connect and disconnect handlers run as separate tasks in either order.
@@ -79,6 +81,7 @@ impl Session {
             closed,
             lifecycle: Mutex::default(),
             expired_once: Default::default(),
+            limits: super::limits::SocketLimits::new(std::time::Instant::now()),
         }
     }
 
@@ -148,9 +151,11 @@ pub(crate) fn cut(socket: &SocketRef, session: &Arc<Session>, at_ms: i64, reason
 }
 
 /// Ends the session at its token's expiry: deliveries stop at once, then
-/// `auth:expired` and a namespace disconnect go out. Both are retried while
-/// the socket's send buffer is full (a watcher mid-replay), so a socket
-/// never outlives its token. Runs once per session.
+/// `auth:expired` and a namespace disconnect go out. Both are retried for a
+/// moment while the socket's send buffer is full (a watcher mid-replay);
+/// then — and after a grace in any case — its websocket's TCP stream is
+/// dropped, so a socket never outlives its token, whether or not its peer
+/// reads. Runs once per session.
 pub(crate) fn expire(socket: &SocketRef, session: &Arc<Session>) {
     if session.expired_once.swap(true, Ordering::AcqRel) {
         return;
@@ -165,7 +170,7 @@ pub(crate) fn expire(socket: &SocketRef, session: &Arc<Session>) {
     let socket = socket.clone();
     tokio::spawn(async move {
         let mut expired_sent = false;
-        for _ in 0..1000 {
+        for _ in 0..100 {
             if !expired_sent {
                 match socket.emit(event::AUTH_EXPIRED, &expired) {
                     Ok(()) => expired_sent = true,
@@ -176,12 +181,14 @@ pub(crate) fn expire(socket: &SocketRef, session: &Arc<Session>) {
             if expired_sent {
                 match socket.clone().disconnect() {
                     Err(socketioxide::SocketError::InternalChannelFull) => {}
-                    _ => return,
+                    _ => return super::conn::end_tcp_soon(socket),
                 }
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        tracing::warn!(sid = %socket.id, "could not close an expired socket; the heartbeat will");
+        // Its peer does not read: the connection is dropped instead.
+        tracing::debug!(sid = %socket.id, "expired socket not reading; dropping its connection");
+        super::conn::end_tcp(&socket);
     });
     tracing::debug!("token expired; socket closed");
 }

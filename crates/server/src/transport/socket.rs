@@ -17,6 +17,7 @@ use socketioxide::socket::DisconnectReason;
 use wecare_proto::{ErrorCode, NAMESPACE, event};
 
 use super::ack::{AckItem, BatchAck, ErrorBody};
+use super::limits::Overload;
 use super::reply::Reply;
 use super::session::{Session, SessionRef, spawn_expiry_clock};
 use crate::app::SharedState;
@@ -107,11 +108,11 @@ async fn on_connect(s: SocketRef, TryData(auth): TryData<Value>, State(app): Sta
     super::peers::admit(&app, &p.subject, &s).await;
 
     if let Some(driver) = p.driver_id() {
-        tracing::debug!(sid = %s.id, driver = %driver, "driver connected");
+        tracing::debug!(sid = %s.id, driver = ?driver.as_str(), "driver connected");
     } else {
         app.metrics.connections_watchers.fetch_add(1, Relaxed);
         let claim = Claim::from_auth(auth.as_ref().ok());
-        tracing::debug!(sid = %s.id, subject = %p.subject, ?claim, "watcher connected");
+        tracing::debug!(sid = %s.id, subject = ?p.subject, ?claim, "watcher connected");
         replay::spawn(&app.stream, s.clone(), claim, session.closed.clone());
     }
     spawn_expiry_clock(&app.stream.tracker, s.clone(), Arc::clone(&session), app.config.auth_expiry_warning);
@@ -125,10 +126,12 @@ fn register_handlers(s: &SocketRef) {
     s.on(event::DRIVER_STATUS_UPDATE, on_driver_status);
     s.on(event::EVENTS_SYNC, on_events_sync);
     s.on(event::AUTH_REFRESH, on_auth_refresh);
-    s.on_fallback(async |reply: Reply| {
-        // Unknown events: an error ack when one was asked for, else ignored.
+    s.on_fallback(async |s: SocketRef, reply: Reply, State(app): State<SharedState>| {
+        // Unknown events: an error ack when one was asked for, else ignored
+        // — within the socket's bounds like any event.
+        let Ok(_slot) = admit(&app, &s, None) else { return };
         let unknown = ErrorBody::new(ErrorCode::InvalidPayload, "unknown event");
-        reply.send(&unknown, None).await;
+        answered(&app, reply.send(&unknown, None));
     });
     s.on_disconnect(on_disconnect);
 }
@@ -156,6 +159,43 @@ async fn on_disconnect(s: SocketRef, reason: DisconnectReason, State(app): State
     tracing::debug!(sid = %s.id, ?reason, "socket disconnected");
 }
 
+/// Takes an event of `s` within its bounds ([`super::limits`]), or answers
+/// the refusal itself (through `reply`, if given) and closes a socket that
+/// keeps flooding.
+fn admit(app: &SharedState, s: &SocketRef, reply: Option<Reply>) -> Result<super::limits::InFlight, ()> {
+    let Some(session) = session_of(s) else { return Err(()) };
+    match session.limits.admit(Instant::now()) {
+        Ok(slot) => Ok(slot),
+        Err(over) => {
+            overloaded(app, s, &session, reply, over);
+            Err(())
+        }
+    }
+}
+
+fn overloaded(app: &SharedState, s: &SocketRef, session: &Session, reply: Option<Reply>, over: Overload) {
+    let r = over.rejection();
+    app.metrics.rejected(r.code);
+    if let Some(reply) = reply {
+        answered(app, reply.send(&ErrorBody::from(&r), Some(&r)));
+    }
+    if over == Overload::Abusive && !session.is_revoked() {
+        app.metrics.abusive_sockets.fetch_add(1, Relaxed);
+        tracing::warn!(sid = %s.id, subject = ?session.principal.subject, "a socket kept flooding past its bounds; closed");
+        match s.clone().disconnect() {
+            Ok(()) => super::conn::end_tcp_soon(s.clone()),
+            Err(_) => super::conn::end_tcp(s),
+        }
+    }
+}
+
+/// Counts an answer that could not be written (the socket's queue was full).
+fn answered(app: &SharedState, sent: bool) {
+    if !sent {
+        app.metrics.replies_dropped.fetch_add(1, Relaxed);
+    }
+}
+
 /// The session, unless its token has expired (then the socket is closed).
 fn live_session(s: &SocketRef) -> Result<Arc<Session>, Rejection> {
     let session = session_of(s).ok_or(Rejection::new(ErrorCode::AuthRequired, "no session"))?;
@@ -167,14 +207,14 @@ fn live_session(s: &SocketRef) -> Result<Arc<Session>, Rejection> {
     Ok(session)
 }
 
-async fn respond_outcome(reply: Reply, outcome: &Outcome) {
-    reply.send(&AckItem::from(outcome), outcome.as_ref().err()).await;
+fn respond_outcome(app: &SharedState, reply: Reply, outcome: &Outcome) {
+    answered(app, reply.send(&AckItem::from(outcome), outcome.as_ref().err()));
 }
 
 /// Answers a refusal decided here at the edge (ingest counts its own).
-async fn refuse(app: &SharedState, reply: Reply, r: &Rejection) {
+fn refuse(app: &SharedState, reply: Reply, r: &Rejection) {
     app.metrics.rejected(r.code);
-    reply.send(&ErrorBody::from(r), Some(r)).await;
+    answered(app, reply.send(&ErrorBody::from(r), Some(r)));
 }
 
 /// An outcome refused here at the edge, counted like ingest's.
@@ -190,45 +230,48 @@ pub(crate) const SHUTTING_DOWN: Rejection = Rejection::new(ErrorCode::Unavailabl
 
 async fn on_location_update(s: SocketRef, TryData(data): TryData<Value>, reply: Reply, State(app): State<SharedState>) {
     let started = Instant::now();
+    let Ok(_slot) = admit(&app, &s, Some(reply.clone())) else { return };
     let accepting = app.drain.accept();
     let outcome = match (live_session(&s), data) {
         _ if accepting.is_none() => refused_here(&app, SHUTTING_DOWN),
         (Err(r), _) => refused_here(&app, r),
-        (Ok(_), Err(_)) => refused_here(&app, NOT_JSON),
+        (Ok(_), Err(e)) => refused_here(&app, validate::unparsable(&e)),
         (Ok(session), Ok(v)) => {
             let mut out = app.ingest.fixes(&session.principal, std::slice::from_ref(&v)).await;
             out.pop().unwrap_or(Err(NOT_JSON))
         }
     };
-    respond_outcome(reply, &outcome).await;
+    respond_outcome(&app, reply, &outcome);
     app.metrics.ack_latency.observe(started.elapsed());
     drop(accepting);
 }
 
 async fn on_location_batch(s: SocketRef, TryData(data): TryData<Value>, reply: Reply, State(app): State<SharedState>) {
     let started = Instant::now();
+    let Ok(_slot) = admit(&app, &s, Some(reply.clone())) else { return };
     let Some(_accepting) = app.drain.accept() else {
-        return refuse(&app, reply, &SHUTTING_DOWN).await;
+        return refuse(&app, reply, &SHUTTING_DOWN);
     };
     let session = match live_session(&s) {
         Ok(session) => session,
-        Err(r) => return refuse(&app, reply, &r).await,
+        Err(r) => return refuse(&app, reply, &r),
     };
     if session.principal.driver_id().is_none() {
         let r = Rejection::new(ErrorCode::Forbidden, "only drivers may send this");
-        return refuse(&app, reply, &r).await;
+        return refuse(&app, reply, &r);
     }
-    let items = match data.as_ref().map_err(|_| NOT_JSON).and_then(validate::batch_items) {
+    let items = match data.as_ref().map_err(validate::unparsable).and_then(validate::batch_items) {
         Ok(items) => items,
-        Err(r) => return refuse(&app, reply, &r).await,
+        Err(r) => return refuse(&app, reply, &r),
     };
     let outcomes = app.ingest.fixes(&session.principal, items).await;
     let first_failure = outcomes.iter().find_map(|o| o.as_ref().err());
-    reply.send(&BatchAck::new(&outcomes), first_failure).await;
+    answered(&app, reply.send(&BatchAck::new(&outcomes), first_failure));
     app.metrics.ack_latency.observe(started.elapsed());
 }
 
 async fn on_driver_status(s: SocketRef, TryData(data): TryData<Value>, reply: Reply, State(app): State<SharedState>) {
+    let Ok(_slot) = admit(&app, &s, Some(reply.clone())) else { return };
     let accepting = app.drain.accept();
     let outcome = match (live_session(&s), data) {
         _ if accepting.is_none() => refused_here(&app, SHUTTING_DOWN),
@@ -236,26 +279,36 @@ async fn on_driver_status(s: SocketRef, TryData(data): TryData<Value>, reply: Re
         (Ok(_), Err(_)) => refused_here(&app, NOT_JSON),
         (Ok(session), Ok(v)) => app.ingest.status(&session.principal, &v).await,
     };
-    respond_outcome(reply, &outcome).await;
+    respond_outcome(&app, reply, &outcome);
     drop(accepting);
 }
 
 async fn on_events_sync(s: SocketRef, TryData(data): TryData<Value>, reply: Reply, State(app): State<SharedState>) {
-    let result = match live_session(&s) {
-        Err(r) => Err(r),
+    let Ok(_slot) = admit(&app, &s, Some(reply.clone())) else { return };
+    let session = match live_session(&s) {
+        Err(r) => return refuse(&app, reply, &r),
         Ok(session) if !session.principal.is_watcher() => {
-            Err(Rejection::new(ErrorCode::Forbidden, "only watchers may read the stream"))
+            return refuse(&app, reply, &Rejection::new(ErrorCode::Forbidden, "only watchers may read the stream"));
         }
-        Ok(_) => match data.as_ref().map_err(|_| NOT_JSON).and_then(SyncQuery::from_json) {
-            Err(r) => Err(r),
-            Ok(q) => EventsPage::read(app.stream.log.as_ref(), &q)
-                .await
-                .map_err(|_| Rejection::new(ErrorCode::Unavailable, "storage unavailable")),
-        },
+        Ok(session) => session,
+    };
+    // One page at a time per socket, and the user's read budget.
+    let _turn = match session.limits.sync_turn() {
+        Ok(turn) => turn,
+        Err(over) => return overloaded(&app, &s, &session, Some(reply), over),
+    };
+    if let Err(r) = app.reads.take(&session.principal.subject) {
+        return refuse(&app, reply, &r);
+    }
+    let result = match data.as_ref().map_err(|_| NOT_JSON).and_then(SyncQuery::from_json) {
+        Err(r) => Err(r),
+        Ok(q) => EventsPage::read(app.stream.log.as_ref(), &q)
+            .await
+            .map_err(|_| Rejection::new(ErrorCode::Unavailable, "storage unavailable")),
     };
     match result {
-        Ok(page) => reply.send(&page, None).await,
-        Err(r) => refuse(&app, reply, &r).await,
+        Ok(page) => answered(&app, reply.send(&page, None)),
+        Err(r) => refuse(&app, reply, &r),
     }
 }
 
@@ -267,6 +320,7 @@ struct Refreshed {
 }
 
 async fn on_auth_refresh(s: SocketRef, TryData(data): TryData<Value>, reply: Reply, State(app): State<SharedState>) {
+    let Ok(_slot) = admit(&app, &s, Some(reply.clone())) else { return };
     let Some(session) = session_of(&s) else {
         return;
     };
@@ -274,7 +328,7 @@ async fn on_auth_refresh(s: SocketRef, TryData(data): TryData<Value>, reply: Rep
         // Too late: the socket is being closed (contract §2).
         let late = Rejection::new(ErrorCode::TokenExpired, "Token expired");
         super::session::expire(&s, &session);
-        return refuse(&app, reply, &late).await;
+        return refuse(&app, reply, &late);
     }
     let token = data.ok().and_then(|v| v.get("token").and_then(Value::as_str).map(str::to_string));
     let verified = match &token {
@@ -285,7 +339,7 @@ async fn on_auth_refresh(s: SocketRef, TryData(data): TryData<Value>, reply: Rep
         (Ok(p), Some(token)) if session.principal.same_identity(&p) => {
             session.refresh(token, p.expires_at);
             let ok = Refreshed { status: "ok", expires_at: iso(p.expires_at.saturating_mul(1000)) };
-            return reply.send(&ok, None).await;
+            return answered(&app, reply.send(&ok, None));
         }
         (Ok(_), _) => Rejection::new(ErrorCode::Forbidden, "the new token is for another identity or role"),
         (Err(AuthError::Expired), _) => Rejection::new(ErrorCode::TokenExpired, "Token expired"),
@@ -293,5 +347,5 @@ async fn on_auth_refresh(s: SocketRef, TryData(data): TryData<Value>, reply: Rep
         (Err(AuthError::Forbidden), _) => Rejection::new(ErrorCode::Forbidden, "Forbidden"),
         (Err(AuthError::Invalid), _) => Rejection::new(ErrorCode::InvalidToken, "Invalid token"),
     };
-    refuse(&app, reply, &refused).await;
+    refuse(&app, reply, &refused);
 }

@@ -133,12 +133,14 @@ fn httpdate_secs(v: &str) -> Option<SystemTime> {
     Some(SystemTime::UNIX_EPOCH + Duration::from_secs(secs))
 }
 
-/// `s` with every byte outside RFC 3986's unreserved set percent-encoded
-/// (a driver id in a URL path).
+/// `s` with every byte but letters, digits, `-`, `_` and `~` percent-encoded
+/// (a driver id in a URL path). `.` is encoded too: an id of `..` would
+/// otherwise be a path segment a normalising proxy resolves to another
+/// route, carrying the service token.
 pub(crate) fn percent_encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'~') {
             out.push(b as char);
         } else {
             out.push_str(&format!("%{b:02X}"));
@@ -175,5 +177,7 @@ mod tests {
         assert_eq!(percent_encode("amb-7"), "amb-7");
         assert_eq!(percent_encode("a/b c?d"), "a%2Fb%20c%3Fd");
         assert_eq!(percent_encode("ก"), "%E0%B8%81");
+        assert_eq!(percent_encode(".."), "%2E%2E", "no dot segments");
+        assert_eq!(percent_encode("amb.7"), "amb%2E7");
     }
 }

@@ -295,7 +295,7 @@ async fn append_batch(w: &Writer, batch: &[NewEvent]) -> Result<(Vec<Appended>, 
             // A damaged row is rebuilt from this event on (the old state is unreadable).
             match row.into_state() {
                 Ok((id, state)) => fleet.insert(id, state),
-                Err(d) => tracing::error!(driver = id, damage = %d, "damaged latest-state row replaced"),
+                Err(d) => tracing::error!(driver = ?id, damage = %d, "damaged latest-state row replaced"),
             }
         }
         let guarded: Vec<&str> =

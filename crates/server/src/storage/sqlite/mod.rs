@@ -344,13 +344,23 @@ impl EventLog for SqliteLog {
     }
 
     fn snapshot(&self) -> BoxFuture<'_, Result<Snapshot, StorageError>> {
+        // On the reader, never the writer (issue 19): a commit writes the
+        // latest state and the head in one transaction, so one read
+        // transaction sees both as of the same commit (WAL snapshot).
+        let damage = Arc::clone(&self.damage);
         Box::pin(async move {
-            self.writer
-                .call(|w| Snapshot {
-                    seq: Seq(w.head),
-                    drivers: w.fleet.iter().map(|(id, s)| (id.clone(), s.clone())).collect(),
+            self.reader
+                .call(move |conn| -> Result<Snapshot, StorageError> {
+                    let tx = conn.transaction()?;
+                    let head = read_head(&tx)?;
+                    let fleet = load_fleet(&tx, &damage)?;
+                    tx.commit()?;
+                    Ok(Snapshot {
+                        seq: Seq(head),
+                        drivers: fleet.iter().map(|(id, s)| (id.clone(), s.clone())).collect(),
+                    })
                 })
-                .await
+                .await?
         })
     }
 
