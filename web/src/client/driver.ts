@@ -161,6 +161,12 @@ export class DriverClient {
     return this.opts.outbox.deadLetters();
   }
 
+  /** Fixes were added to the outbox by someone else (another tab): send them. */
+  poke(): void {
+    void this.refreshCounts();
+    this.sender.wake();
+  }
+
   /** Resolves when the sender has nothing more it can do right now. */
   idle(): Promise<void> {
     return this.sender.idle();

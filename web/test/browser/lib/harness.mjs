@@ -247,9 +247,11 @@ export class Driver {
 // ---- browser ---------------------------------------------------------------
 
 /** Chromium with `locale` as the browser's language (navigator.languages, Accept-Language). */
-export async function launchBrowser({ locale = 'en-US' } = {}) {
+export async function launchBrowser({ locale = 'en-US', profile } = {}) {
   if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} missing: run web/scripts/ensure-chromium.sh`);
-  const userDataDir = mkdtempSync(path.join(os.tmpdir(), 'wecare-chromium-'));
+  // `profile`: a folder of the caller's, kept on close (a browser closed and
+  // opened again on the same profile: IndexedDB, storage). Else a fresh one.
+  const userDataDir = profile ?? mkdtempSync(path.join(os.tmpdir(), 'wecare-chromium-'));
   const context = await chromium.launchPersistentContext(userDataDir, {
     executablePath: CHROMIUM,
     headless: true,
@@ -277,7 +279,7 @@ export async function launchBrowser({ locale = 'en-US' } = {}) {
     context,
     async close() {
       await context.close();
-      rmSync(userDataDir, { recursive: true, force: true });
+      if (!profile) rmSync(userDataDir, { recursive: true, force: true });
     },
   };
 }
