@@ -5,7 +5,7 @@
 # the embedded store and again on PostgreSQL, and the web client and Map
 # Command page (unit tests, then Chromium via playwright-core).
 # Installs what it needs itself (npm packages, Debian's chromium,
-# postgresql and haproxy) and runs a private PostgreSQL instance for the
+# postgresql, haproxy, prometheus' promtool and systemd-analyze) and runs a private PostgreSQL instance for the
 # run (tests that stop or kill the database start their own).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,6 +21,9 @@ cargo clippy --workspace --all-targets --quiet -- -D warnings
 
 step "build (debug binary used by the interop suite)"
 cargo build --workspace --bins --quiet
+
+step "operations: alert rules (promtool) and the systemd unit (systemd-analyze)"
+./scripts/ops-checks.sh target/debug/wecare-rt
 
 step "PostgreSQL for the tests (private instance)"
 pg_url=$(scripts/pg-instance.sh start "$pg_dir")

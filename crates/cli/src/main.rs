@@ -50,6 +50,23 @@ enum Command {
     Simulate(simulate::SimulateArgs),
     /// Show the fleet live in the terminal, as a watcher sees it.
     Watch(watch::WatchArgs),
+    /// Write a consistent copy of the embedded store while the server runs
+    /// (it holds every event acked before the copy began).
+    Backup(BackupArgs),
+}
+
+#[derive(Debug, Args)]
+struct BackupArgs {
+    /// The copy to write (must not exist yet).
+    #[arg(long)]
+    to: PathBuf,
+    /// Folder of the embedded store.
+    #[arg(long, env = "DATA_DIR", default_value = d::DATA_DIR)]
+    data_dir: PathBuf,
+    /// Set when the nodes run on PostgreSQL: then this command refuses and
+    /// says what to use instead.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -221,7 +238,27 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
             runtime.block_on(watch::run(args))
         }
+        Command::Backup(args) => backup(&args),
     }
+}
+
+fn backup(args: &BackupArgs) -> anyhow::Result<()> {
+    if non_empty(args.database_url.clone()).is_some() {
+        bail!(
+            "DATABASE_URL is set: back PostgreSQL up with its own tools (pg_dump, or pg_basebackup with WAL archiving); see docs/deploy.md \"Backups\""
+        );
+    }
+    let r = wecare_server::backup(&args.data_dir, &args.to)
+        .with_context(|| format!("backing up the store in {}", args.data_dir.display()))?;
+    println!(
+        "backup {}: {:.1} MiB, stream {} up to seq {}, in {:.1} s",
+        r.path.display(),
+        r.bytes as f64 / (1024.0 * 1024.0),
+        r.stream_id,
+        r.head,
+        r.took.as_secs_f64()
+    );
+    Ok(())
 }
 
 fn init_tracing() {

@@ -71,6 +71,7 @@ impl Ingest {
         }
         events.truncate(granted);
         let ids: Vec<MessageId> = events.iter().map(|e| e.id.clone()).collect();
+        self.metrics.events_submitted.fetch_add(events.len() as u64, Relaxed);
         match self.sequencer.submit(events).await {
             Ok(stored) => {
                 for ((&(i, adjusted), appended), id) in slots.iter().zip(stored).zip(ids) {
@@ -97,6 +98,7 @@ impl Ingest {
                 Ok(change) => {
                     let ev = NewEvent::status(sender, change, received);
                     let id = ev.id.clone();
+                    self.metrics.events_submitted.fetch_add(1, Relaxed);
                     match self.sequencer.submit(vec![ev]).await.map(|mut v| v.pop()) {
                         Ok(Some(appended)) => Ok(accepted(id, appended, received, false)),
                         _ => Err(UNAVAILABLE),

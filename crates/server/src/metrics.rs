@@ -51,6 +51,9 @@ pub(crate) struct Metrics {
     pub(crate) handshake_refusals: AtomicU64,
     /// Events committed to the stream.
     pub(crate) events_in: AtomicU64,
+    /// Client events handed to storage (valid, within the rate): with
+    /// `events_in` and `commits`, "clients send but nothing commits".
+    pub(crate) events_submitted: AtomicU64,
     /// Event frames handed to watcher sockets (live and replay).
     pub(crate) events_out: AtomicU64,
     pub(crate) acks_ok: AtomicU64,
@@ -97,6 +100,38 @@ pub(crate) struct Metrics {
     pub(crate) abusive_sockets: AtomicU64,
 }
 
+/// What a scrape reads from the node itself rather than from counters.
+#[derive(Debug, Default)]
+pub(crate) struct NodeFacts {
+    /// Stored rows the store could not read back (they were skipped).
+    pub(crate) damaged_rows: u64,
+    /// What `GET /readyz` answers now.
+    pub(crate) ready: bool,
+    /// Free and total bytes of the file system of the data folder.
+    pub(crate) data_dir_space: Option<(u64, u64)>,
+}
+
+/// Free and total bytes of the file system holding `dir`.
+pub(crate) fn disk_space(dir: &std::path::Path) -> Option<(u64, u64)> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::ffi::OsStrExt;
+        let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+        // SAFETY: `path` is a valid C string; `st` is written by the call.
+        let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+        if unsafe { libc::statvfs(path.as_ptr(), &mut st) } != 0 {
+            return None;
+        }
+        let unit = st.f_frsize as u64;
+        Some((st.f_bavail as u64 * unit, st.f_blocks as u64 * unit))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = dir;
+        None
+    }
+}
+
 /// The results of a token check with the backend, as the metric labels
 /// them: `deferred_*` when the backend budget (or a 429's pause) left no
 /// room for the call in time, judged like an unreachable backend.
@@ -125,9 +160,10 @@ impl Metrics {
         }
     }
 
-    /// The Prometheus text exposition; `damaged_rows` is the store's count
-    /// of stored rows it could not read back (they were skipped).
-    pub(crate) fn render(&self, damaged_rows: u64) -> String {
+    /// The Prometheus text exposition, with what only the node knows at
+    /// the time of the scrape.
+    pub(crate) fn render(&self, node: &NodeFacts) -> String {
+        let damaged_rows = node.damaged_rows;
         let mut out = String::with_capacity(4096);
         let counter = |out: &mut String, name: &str, help: &str, v: u64| {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
@@ -145,6 +181,12 @@ impl Metrics {
             self.handshake_refusals.load(Relaxed),
         );
         counter(&mut out, "wecare_events_in_total", "Events committed to the stream.", self.events_in.load(Relaxed));
+        counter(
+            &mut out,
+            "wecare_events_submitted_total",
+            "Client events handed to storage (valid, within the rate limit).",
+            self.events_submitted.load(Relaxed),
+        );
         counter(&mut out, "wecare_events_out_total", "Event frames sent to watchers.", self.events_out.load(Relaxed));
         counter(
             &mut out,
@@ -232,6 +274,21 @@ impl Metrics {
         );
         gauge(
             &mut out,
+            "wecare_ready",
+            "1 while this node takes events (GET /readyz is 200), else 0.",
+            if node.ready { 1.0 } else { 0.0 },
+        );
+        if let Some((free, total)) = node.data_dir_space {
+            gauge(
+                &mut out,
+                "wecare_data_dir_free_bytes",
+                "Bytes free for the server on the data folder's file system.",
+                free as f64,
+            );
+            gauge(&mut out, "wecare_data_dir_size_bytes", "Size of the data folder's file system.", total as f64);
+        }
+        gauge(
+            &mut out,
             "wecare_http_connections",
             "Open TCP connections (HTTP, long-polling and websockets).",
             self.http_connections.load(Relaxed) as f64,
@@ -279,7 +336,9 @@ mod tests {
         let m = Metrics::default();
         m.rejected(ErrorCode::InvalidCoordinates);
         m.ack_latency.observe(Duration::from_millis(3));
-        let text = m.render(0);
+        let text = m.render(&NodeFacts { ready: true, data_dir_space: Some((5, 10)), ..NodeFacts::default() });
+        assert!(text.contains("wecare_ready 1"));
+        assert!(text.contains("wecare_data_dir_free_bytes 5"));
         assert!(text.contains("wecare_rejections_total{code=\"INVALID_COORDINATES\"} 1"));
         assert!(text.contains("wecare_ack_latency_seconds_bucket{le=\"0.005\"} 1"));
         assert!(text.contains("wecare_ack_latency_seconds_count 1"));

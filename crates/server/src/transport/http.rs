@@ -350,8 +350,13 @@ async fn healthz() -> Json<Value> {
     Json(serde_json::json!({ "status": "ok" }))
 }
 
+/// What `GET /readyz` answers (and the `wecare_ready` gauge says).
+fn is_ready(app: &SharedState) -> bool {
+    app.stream.log.is_writable() && app.cluster.is_healthy() && !app.drain.is_draining()
+}
+
 async fn readyz(State(app): State<SharedState>) -> Response {
-    let ready = app.stream.log.is_writable() && app.cluster.is_healthy() && !app.drain.is_draining();
+    let ready = is_ready(&app);
     let seq: Seq = app.stream.log.head();
     let body = serde_json::json!({ "status": if ready { "ok" } else { "unavailable" }, "seq": seq });
     let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
@@ -359,6 +364,10 @@ async fn readyz(State(app): State<SharedState>) -> Response {
 }
 
 async fn metrics(State(app): State<SharedState>) -> Response {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], app.metrics.render(app.stream.log.damaged_rows()))
-        .into_response()
+    let node = crate::metrics::NodeFacts {
+        damaged_rows: app.stream.log.damaged_rows(),
+        ready: is_ready(&app),
+        data_dir_space: crate::metrics::disk_space(&app.config.data_dir),
+    };
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], app.metrics.render(&node)).into_response()
 }

@@ -20,6 +20,7 @@ use crate::domain::event::{EventKind, NewEvent, SharedEvent};
 use crate::domain::fleet::Fleet;
 use crate::domain::revocation::Revocation;
 
+pub(crate) mod backup;
 mod worker;
 use worker::Worker;
 

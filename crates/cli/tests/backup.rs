@@ -1,0 +1,116 @@
+//! `wecare-rt backup` while the server takes 1000 fixes a second (issue 16):
+//! the server is SIGKILLed right after the copy; a server started on the
+//! copy holds every event acked before the backup began, at its acked `seq`.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::sync::watch;
+use wecare_client::testing::server::{ServerProcess, stored_events};
+use wecare_client::{ConnectOptions, SocketClient};
+
+const SECRET: &str = "backup-secret";
+const BIN: &str = env!("CARGO_BIN_EXE_wecare-rt");
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+}
+
+fn token(claims: Value) -> String {
+    wecare_server::dev_token(SECRET, &claims)
+}
+
+/// One driver sending a batch of `per_tick` fixes every 100 ms until `stop`;
+/// records every acked id with its seq.
+async fn drive(
+    url: String,
+    n: usize,
+    per_tick: usize,
+    acked: Arc<Mutex<HashMap<String, u64>>>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let driver = format!("amb-{n}");
+    let t = token(json!({"id": driver, "role": "driver", "driver_id": driver, "exp": now_secs() + 3600}));
+    let (client, _events) = SocketClient::connect(ConnectOptions::locations(url, json!({ "token": t }))).await.unwrap();
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    let mut next = 0;
+    while !*stop.borrow() {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => return,
+        }
+        let ids: Vec<String> = (0..per_tick).map(|k| format!("{driver}-{}", next + k)).collect();
+        next += per_tick;
+        let updates: Vec<Value> = ids.iter().map(|id| json!({"id": id, "lat": 13.7, "lng": 100.5})).collect();
+        // The server is killed under the last batches: those acks never come.
+        let Ok(ack) =
+            client.emit_with_ack("location:batch", &json!({ "updates": updates }), Duration::from_secs(2)).await
+        else {
+            return;
+        };
+        let results = ack["results"].as_array().cloned().unwrap_or_default();
+        let mut acked = acked.lock().unwrap();
+        for (id, r) in ids.into_iter().zip(&results) {
+            if let (Some("ok"), Some(seq)) = (r["status"].as_str(), r["seq"].as_u64()) {
+                acked.insert(id, seq);
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_taken_under_load_holds_every_event_acked_before_it_began() {
+    let mut server = ServerProcess::start(BIN, SECRET, &[("RATE_LIMIT_PER_SEC", "100000")]).await;
+    let acked = Arc::new(Mutex::new(HashMap::new()));
+    let (stop_tx, stop) = watch::channel(false);
+    // 10 drivers × 10 fixes every 100 ms: 1000 fixes a second.
+    let drivers: Vec<_> =
+        (0..10).map(|n| tokio::spawn(drive(server.url.clone(), n, 10, Arc::clone(&acked), stop.clone()))).collect();
+    tokio::time::sleep(Duration::from_secs(2)).await; // the load runs
+
+    let before: HashMap<String, u64> = acked.lock().unwrap().clone();
+    assert!(before.len() >= 1000, "the load is under way: {} acked", before.len());
+    let copy = server.data_dir.path().join("backup.sqlite3");
+    let (to, data_dir) = (copy.clone(), server.data_dir.path().to_path_buf());
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(BIN)
+            .args(["backup", "--to"])
+            .arg(&to)
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .env_remove("DATABASE_URL")
+            .output()
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    server.kill();
+    stop_tx.send(true).unwrap();
+    for d in drivers {
+        d.await.unwrap();
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "backup failed: {stdout} {}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.starts_with("backup "), "{stdout}");
+    let after = acked.lock().unwrap().len();
+    assert!(after > before.len(), "the load went on during the backup: {} → {after}", before.len());
+
+    // A server on the copy (another data folder, the same secret).
+    let restored_dir = tempfile::tempdir().unwrap();
+    std::fs::copy(&copy, restored_dir.path().join("wecare-rt.sqlite3")).unwrap();
+    let mut restored = ServerProcess::start(BIN, SECRET, &[("DATA_DIR", restored_dir.path().to_str().unwrap())]).await;
+    let officer = token(json!({"id": "o-1", "role": "officer", "exp": now_secs() + 3600}));
+    let stored: HashMap<String, u64> = stored_events(restored.addr, &officer)
+        .await
+        .into_iter()
+        .filter(|e| e["type"] == "location:updated")
+        .map(|e| (e["id"].as_str().unwrap().to_owned(), e["seq"].as_u64().unwrap()))
+        .collect();
+    let missing: Vec<_> = before.iter().filter(|(id, seq)| stored.get(*id) != Some(seq)).take(5).collect();
+    assert!(missing.is_empty(), "acked before the backup, not in it (id, seq): {missing:?} of {}", before.len());
+    println!("{stdout}{} fixes acked before the backup, {} in it", before.len(), stored.len());
+    restored.kill();
+}
