@@ -53,6 +53,20 @@ enum Command {
     /// Write a consistent copy of the embedded store while the server runs
     /// (it holds every event acked before the copy began).
     Backup(BackupArgs),
+    /// Move the embedded store into an empty PostgreSQL database: the same
+    /// stream, every event at its seq, the dedup ids, latest state, cursors
+    /// and revocations. Stop the server first; run again after an interruption.
+    Migrate(MigrateArgs),
+}
+
+#[derive(Debug, Args)]
+struct MigrateArgs {
+    /// The target: `postgres://…` of an empty database.
+    #[arg(long)]
+    to: String,
+    /// Folder of the embedded store.
+    #[arg(long, env = "DATA_DIR", default_value = d::DATA_DIR)]
+    data_dir: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -239,7 +253,43 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             runtime.block_on(watch::run(args))
         }
         Command::Backup(args) => backup(&args),
+        Command::Migrate(args) => {
+            let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
+            runtime.block_on(migrate(&args))
+        }
     }
+}
+
+async fn migrate(args: &MigrateArgs) -> anyhow::Result<()> {
+    if !(args.to.starts_with("postgres://") || args.to.starts_with("postgresql://")) {
+        bail!("--to must be a postgres:// URL");
+    }
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} {pos}/{len} events {wide_bar} {per_sec} eta {eta}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let mut progress = |done: u64, total: u64| {
+        bar.set_length(total);
+        bar.set_position(done);
+    };
+    let r = wecare_server::migrate_to_postgres(&args.data_dir, &args.to, &mut progress)
+        .await
+        .with_context(|| format!("moving the store in {} to PostgreSQL", args.data_dir.display()))?;
+    bar.finish_and_clear();
+    let rate = r.events as f64 / r.took.as_secs_f64().max(1e-3);
+    println!(
+        "migrated stream {} up to seq {}: {} of {} events in {:.1} s ({:.0} events/s){}",
+        r.stream_id,
+        r.head,
+        r.events,
+        r.total,
+        r.took.as_secs_f64(),
+        rate,
+        if r.resumed { "; went on from an interrupted run" } else { "" }
+    );
+    println!("start the nodes with DATABASE_URL set to this database (docs/deploy.md \"Moving to PostgreSQL\")");
+    Ok(())
 }
 
 fn backup(args: &BackupArgs) -> anyhow::Result<()> {

@@ -68,6 +68,7 @@ pub use forward::ForwardConfig;
 pub use gate::AuthCheckConfig;
 pub use hyper::Method;
 pub use storage::StorageError;
+pub use storage::migrate::{MigrationReport, migrate_to_postgres};
 pub use storage::sqlite::backup::{BackupReport, backup};
 
 use app::AppState;

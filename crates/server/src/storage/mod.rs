@@ -33,6 +33,7 @@ use crate::domain::event::{NewEvent, SharedEvent};
 use crate::domain::fleet::DriverState;
 use crate::domain::revocation::{Revocation, Revoked};
 
+pub(crate) mod migrate;
 pub(crate) mod postgres;
 pub(crate) mod row;
 pub(crate) mod sqlite;

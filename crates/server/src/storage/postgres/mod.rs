@@ -36,7 +36,9 @@ mod listen;
 pub(crate) use conn::parse_url;
 use conn::{DB_NOW, Prepared, Slot, connect};
 
-const SCHEMA_VERSION: i32 = 2;
+pub(crate) const SCHEMA_VERSION: i32 = 2;
+/// The schema, created by the first node (and by `wecare-rt migrate`).
+pub(crate) const SCHEMA_SQL: &str = include_str!("schema.sql");
 /// Rows deleted per retention statement.
 const PRUNE_CHUNK: i64 = 5_000;
 /// Reader connections: replays, pages and snapshots share them (queries
@@ -228,7 +230,7 @@ impl PgLog {
 async fn migrate(client: &Client) -> Result<(), StorageError> {
     client.batch_execute("BEGIN; SELECT pg_advisory_xact_lock(87326501);").await?;
     let result = async {
-        client.batch_execute(include_str!("schema.sql")).await?;
+        client.batch_execute(SCHEMA_SQL).await?;
         let version: Option<i32> =
             client.query_opt("SELECT schema_version FROM stream WHERE id = 1", &[]).await?.map(|r| r.get(0));
         match version {

@@ -25,7 +25,7 @@ mod worker;
 use worker::Worker;
 
 const SCHEMA_VERSION: i64 = 5;
-const FILE_NAME: &str = "wecare-rt.sqlite3";
+pub(crate) const FILE_NAME: &str = "wecare-rt.sqlite3";
 /// Rows deleted per retention statement, so pruning never holds the writer long.
 const PRUNE_CHUNK: i64 = 5_000;
 
