@@ -15,6 +15,7 @@ use wecare_server::defaults as d;
 use wecare_server::{AuthCheckConfig, ForwardConfig, Method, ServerConfig, split_list};
 
 mod bench;
+mod bench_store;
 mod progress;
 mod simulate;
 mod target;
@@ -57,6 +58,8 @@ enum Command {
     /// stream, every event at its seq, the dedup ids, latest state, cursors
     /// and revocations. Stop the server first; run again after an interruption.
     Migrate(MigrateArgs),
+    /// Store a fleet's fixes in a new store and print the bytes kept per fix.
+    BenchStore(bench_store::BenchStoreArgs),
 }
 
 #[derive(Debug, Args)]
@@ -256,6 +259,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Migrate(args) => {
             let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
             runtime.block_on(migrate(&args))
+        }
+        Command::BenchStore(args) => {
+            let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
+            runtime.block_on(bench_store::run(&args))
         }
     }
 }

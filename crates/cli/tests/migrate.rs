@@ -31,11 +31,6 @@ fn token(claims: Value) -> String {
     wecare_server::dev_token(SECRET, &claims)
 }
 
-fn iso(ms: i64) -> String {
-    let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).unwrap();
-    t.format(&time::format_description::well_known::Rfc3339).unwrap()
-}
-
 /// A store as the server writes it (its own schema, made by starting the
 /// binary once), then filled with a day of fixes: event `seq` is the fix of
 /// driver `seq % 12`, id `f-<seq>`, one second apart per driver.
@@ -46,21 +41,26 @@ async fn day_of_fixes(dir: &Path) -> String {
     let start = 1_765_000_000_000i64;
     let tx = conn.transaction().unwrap();
     {
+        // The store's own columns (issue 17): drivers interned as 1..=12,
+        // ids as text (form byte 0, then the id).
+        for d in 0..DRIVERS {
+            tx.execute(
+                "INSERT INTO names (ix, driver_id) VALUES (?1, ?2)",
+                rusqlite::params![d + 1, format!("amb-{d}")],
+            )
+            .unwrap();
+        }
         let mut insert = tx
             .prepare(
-                "INSERT INTO events (seq, kind, driver_id, msg_id, recorded_at, received_at, body) VALUES (?1, 1, ?2, ?3, ?4, ?4, ?5)",
+                "INSERT INTO events (seq, kind, driver, msg_id, recorded_at, received_at, lat, lng, status, flags)
+                 VALUES (?1, 1, ?2, ?3, ?4, ?4, ?5, 100.5, 0, 0)",
             )
             .unwrap();
         for seq in 1..=EVENTS {
-            let driver = format!("amb-{}", seq % DRIVERS);
             let at = start + (seq / DRIVERS) * 1000;
-            let (lat, lng) = (13.7 + (seq % 997) as f64 * 1e-5, 100.5);
-            let body = json!({
-                "seq": seq, "id": format!("f-{seq}"), "driverId": driver, "lat": lat, "lng": lng,
-                "latitude": lat, "longitude": lng, "recordedAt": iso(at), "lastUpdated": iso(at),
-                "timestamp": iso(at), "outdated": false,
-            });
-            insert.execute(rusqlite::params![seq, driver, format!("f-{seq}"), at, body.to_string()]).unwrap();
+            let lat = 13.7 + (seq % 997) as f64 * 1e-5;
+            let id = [&[0u8][..], format!("f-{seq}").as_bytes()].concat();
+            insert.execute(rusqlite::params![seq, seq % DRIVERS + 1, id, at, lat]).unwrap();
         }
         for d in 0..DRIVERS {
             tx.execute(

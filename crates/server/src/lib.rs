@@ -51,6 +51,7 @@ mod gate;
 mod ingest;
 mod metrics;
 mod presence;
+mod random;
 mod shutdown;
 mod storage;
 mod stream;
@@ -68,6 +69,7 @@ pub use forward::ForwardConfig;
 pub use gate::AuthCheckConfig;
 pub use hyper::Method;
 pub use storage::StorageError;
+pub use storage::footprint::{FootprintReport, FootprintTarget, measure_footprint};
 pub use storage::migrate::{MigrationReport, migrate_to_postgres};
 pub use storage::sqlite::backup::{BackupReport, backup};
 

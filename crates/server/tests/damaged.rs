@@ -1,4 +1,4 @@
-//! A store damaged on purpose (issue 10): a row whose JSON does not parse,
+//! A store damaged on purpose (issue 10): a row whose id does not unpack,
 //! an unknown event kind, an unknown status. Each is reported (an error
 //! log with its seq, `wecare_storage_damaged_rows_total`) and skipped;
 //! replay and the REST pages neither crash nor invent an event, a kind or
@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 fn damage(dir: &std::path::Path) {
     let db = rusqlite::Connection::open(dir.join("wecare-rt.sqlite3")).unwrap();
     db.execute_batch(
-        "UPDATE events SET body = '{\"seq\":2,\"lat\":' WHERE seq = 2;
+        "UPDATE events SET msg_id = x'09' WHERE seq = 2;
          UPDATE events SET kind = 9 WHERE seq = 3;
          UPDATE drivers SET status = 'NAPPING' WHERE driver_id = 'amb-2';",
     )

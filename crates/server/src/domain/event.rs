@@ -103,14 +103,6 @@ impl NewEvent {
             _ => None,
         }
     }
-
-    pub(crate) fn kind(&self) -> EventKind {
-        match self.body {
-            Body::Location(_) => EventKind::Location,
-            Body::Status(_) => EventKind::Status,
-            Body::Presence { .. } => EventKind::Presence,
-        }
-    }
 }
 
 /// Who sent an event, as its token says.
@@ -134,9 +126,7 @@ fn client_or_server_id(id: Option<MessageId>) -> (MessageId, bool) {
     match id {
         Some(id) => (id, true),
         None => {
-            let mut bytes = [0u8; 12];
-            getrandom::fill(&mut bytes).expect("the OS random source is available");
-            let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+            let hex = crate::random::hex_id(12);
             (MessageId::parse(format!("srv-{hex}")).expect("28 characters is a valid id"), false)
         }
     }
@@ -147,16 +137,14 @@ fn client_or_server_id(id: Option<MessageId>) -> (MessageId, bool) {
 pub(crate) struct StreamEvent {
     pub(crate) seq: Seq,
     pub(crate) kind: EventKind,
-    /// The device time for fixes (the track is ordered by it), else the receive time.
-    pub(crate) recorded_at: Millis,
     /// The payload watchers receive, `seq` included.
     pub(crate) json: Box<RawValue>,
 }
 
 impl StreamEvent {
-    pub(crate) fn from_json(seq: Seq, kind: EventKind, recorded_at: Millis, json: String) -> Self {
+    pub(crate) fn from_json(seq: Seq, kind: EventKind, json: String) -> Self {
         let json = RawValue::from_string(json).unwrap_or_else(|_| empty_object());
-        Self { seq, kind, recorded_at, json }
+        Self { seq, kind, json }
     }
 
     /// `{"type": <event name>, ...payload}` as `events:sync` lists it.
@@ -235,54 +223,130 @@ struct Presence<'a> {
     timestamp: String,
 }
 
-/// Encodes the watcher payload of `ev` at `seq`: the one serialization each
-/// event gets; every watcher and every replay reuses these bytes.
-pub(crate) fn encode(ev: &NewEvent, seq: Seq, derived: Derived) -> StreamEvent {
-    let driver_id = ev.driver.as_str();
-    let timestamp = iso(ev.received);
-    let (json, recorded_at) = match &ev.body {
-        Body::Location(fix) => {
-            let recorded_at = iso(fix.recorded_at);
-            (
-                serde_json::to_string(&LocationUpdated {
-                    seq,
-                    id: ev.id.as_str(),
-                    driver_id,
-                    driver_email: ev.email.as_deref(),
-                    driver_name: ev.name.as_deref(),
-                    lat: fix.lat,
-                    lng: fix.lng,
-                    latitude: fix.lat,
-                    longitude: fix.lng,
-                    recorded_at: &recorded_at,
-                    last_updated: &recorded_at,
-                    timestamp,
-                    status: derived.current_status,
-                    accuracy: fix.accuracy,
-                    heading: fix.heading,
-                    speed: fix.speed,
-                    outdated: derived.outdated,
-                    adjusted: fix.adjusted,
-                }),
-                fix.recorded_at,
-            )
+/// A committed event in typed form: what the store keeps (issue 17: typed
+/// columns, not the wire JSON) and what its watcher payload is rendered
+/// from, live and on every replay — so events stored by any version replay
+/// with every field this version sends.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct EventRecord {
+    pub(crate) seq: Seq,
+    pub(crate) driver: DriverId,
+    pub(crate) email: Option<String>,
+    pub(crate) name: Option<String>,
+    pub(crate) id: MessageId,
+    pub(crate) received: Millis,
+    pub(crate) what: Recorded,
+}
+
+/// What a committed event says.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Recorded {
+    Location(Located),
+    Status(DriverStatus),
+    Presence { online: bool },
+}
+
+/// A committed fix, with what the fleet state derived from it.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Located {
+    pub(crate) lat: f64,
+    pub(crate) lng: f64,
+    /// The device time (the track is ordered by it).
+    pub(crate) recorded_at: Millis,
+    pub(crate) accuracy: Option<f64>,
+    pub(crate) heading: Option<f64>,
+    pub(crate) speed: Option<f64>,
+    /// The device time was too far in the future and was replaced.
+    pub(crate) adjusted: bool,
+    /// Older than the driver's position when it was stored.
+    pub(crate) outdated: bool,
+    /// The driver's status after this fix; `None` until it reported one.
+    pub(crate) status: Option<DriverStatus>,
+}
+
+impl Recorded {
+    pub(crate) fn kind(&self) -> EventKind {
+        match self {
+            Self::Location(_) => EventKind::Location,
+            Self::Status(_) => EventKind::Status,
+            Self::Presence { .. } => EventKind::Presence,
         }
-        Body::Status(status) => (
-            serde_json::to_string(&StatusUpdated {
-                seq,
-                driver_id,
-                driver_email: ev.email.as_deref(),
-                status: *status,
-                timestamp,
+    }
+}
+
+impl EventRecord {
+    /// `ev` committed at `seq`, with what the fleet state derived.
+    pub(crate) fn new(ev: &NewEvent, seq: Seq, derived: Derived) -> Self {
+        let what = match &ev.body {
+            Body::Location(fix) => Recorded::Location(Located {
+                lat: fix.lat,
+                lng: fix.lng,
+                recorded_at: fix.recorded_at,
+                accuracy: fix.accuracy,
+                heading: fix.heading,
+                speed: fix.speed,
+                adjusted: fix.adjusted,
+                outdated: derived.outdated,
+                status: derived.current_status,
             }),
-            ev.received,
-        ),
-        Body::Presence { online, .. } => {
-            (serde_json::to_string(&Presence { seq, driver_id, online: *online, timestamp }), ev.received)
+            Body::Status(status) => Recorded::Status(*status),
+            Body::Presence { online, .. } => Recorded::Presence { online: *online },
+        };
+        Self {
+            seq,
+            driver: ev.driver.clone(),
+            email: ev.email.clone(),
+            name: ev.name.clone(),
+            id: ev.id.clone(),
+            received: ev.received,
+            what,
+        }
+    }
+}
+
+/// Renders the watcher payload of `rec`: once per event for all its
+/// watchers, and once per row of a replay page.
+pub(crate) fn encode(rec: &EventRecord) -> StreamEvent {
+    let seq = rec.seq;
+    let driver_id = rec.driver.as_str();
+    let timestamp = iso(rec.received);
+    let json = match &rec.what {
+        Recorded::Location(l) => {
+            let recorded_at = iso(l.recorded_at);
+            serde_json::to_string(&LocationUpdated {
+                seq,
+                id: rec.id.as_str(),
+                driver_id,
+                driver_email: rec.email.as_deref(),
+                driver_name: rec.name.as_deref(),
+                lat: l.lat,
+                lng: l.lng,
+                latitude: l.lat,
+                longitude: l.lng,
+                recorded_at: &recorded_at,
+                last_updated: &recorded_at,
+                timestamp,
+                status: l.status,
+                accuracy: l.accuracy,
+                heading: l.heading,
+                speed: l.speed,
+                outdated: l.outdated,
+                adjusted: l.adjusted,
+            })
+        }
+        Recorded::Status(status) => serde_json::to_string(&StatusUpdated {
+            seq,
+            driver_id,
+            driver_email: rec.email.as_deref(),
+            status: *status,
+            timestamp,
+        }),
+        Recorded::Presence { online } => {
+            serde_json::to_string(&Presence { seq, driver_id, online: *online, timestamp })
         }
     };
     let json = json.expect("event structs always serialize");
-    StreamEvent::from_json(seq, ev.kind(), recorded_at, json)
+    StreamEvent::from_json(seq, rec.what.kind(), json)
 }
 
 #[cfg(test)]
@@ -291,7 +355,7 @@ mod tests {
 
     #[test]
     fn typed_json_prefixes_the_event_name() {
-        let ev = StreamEvent::from_json(Seq(3), EventKind::Presence, 0, r#"{"seq":3}"#.into());
+        let ev = StreamEvent::from_json(Seq(3), EventKind::Presence, r#"{"seq":3}"#.into());
         assert_eq!(ev.typed_json(), r#"{"type":"driver:presence","seq":3}"#);
     }
 

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use wecare_proto::{DriverId, DriverStatus, Seq};
 
 use crate::clock::Millis;
-use crate::domain::event::{Body, Derived, NewEvent, StreamEvent, encode};
+use crate::domain::event::{Body, Derived, EventRecord, NewEvent};
 
 /// The newest position of a driver.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -55,7 +55,7 @@ impl Fleet {
 
     /// Applies `ev` as the event at `seq` (see [`apply`]); `None` when it
     /// changes nothing and takes no `seq`.
-    pub(crate) fn apply(&mut self, ev: &NewEvent, seq: Seq) -> Option<StreamEvent> {
+    pub(crate) fn apply(&mut self, ev: &NewEvent, seq: Seq) -> Option<EventRecord> {
         let (state, event) = apply(self.drivers.get(&ev.driver), ev, seq)?;
         self.drivers.insert(ev.driver.clone(), state);
         Some(event)
@@ -63,11 +63,11 @@ impl Fleet {
 }
 
 /// The rule every store runs inside its commit: the driver's state after
-/// `ev`, and `ev` encoded for watchers at `seq`. A fix older than the
+/// `ev`, and `ev` as committed at `seq`. A fix older than the
 /// current position is `outdated` and leaves the marker; a presence event
 /// that says what the state already says is dropped (`None`): several
 /// nodes may each see a driver's socket come or go, the stream says it once.
-pub(crate) fn apply(prev: Option<&DriverState>, ev: &NewEvent, seq: Seq) -> Option<(DriverState, StreamEvent)> {
+pub(crate) fn apply(prev: Option<&DriverState>, ev: &NewEvent, seq: Seq) -> Option<(DriverState, EventRecord)> {
     let mut state = prev.cloned().unwrap_or(DriverState {
         position: None,
         status: None,
@@ -104,14 +104,14 @@ pub(crate) fn apply(prev: Option<&DriverState>, ev: &NewEvent, seq: Seq) -> Opti
             state.online = *online;
         }
     }
-    let event = encode(ev, seq, Derived { outdated, current_status: state.status });
+    let event = EventRecord::new(ev, seq, Derived { outdated, current_status: state.status });
     Some((state, event))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::event::Sender;
+    use crate::domain::event::{Sender, encode};
     use crate::domain::validate::Fix;
     use serde_json::Value;
 
@@ -131,7 +131,7 @@ mod tests {
 
     fn apply(fleet: &mut Fleet, recorded_at: Millis, received: Millis, status: Option<DriverStatus>) -> Value {
         let ev = NewEvent::location(Sender::bare("d"), fix_at(recorded_at, status), received);
-        serde_json::from_str(fleet.apply(&ev, Seq(1)).unwrap().json.get()).unwrap()
+        serde_json::from_str(encode(&fleet.apply(&ev, Seq(1)).unwrap()).json.get()).unwrap()
     }
 
     #[test]

@@ -443,9 +443,7 @@ impl Shortage {
 }
 
 fn jitter() -> f64 {
-    let mut b = [0u8; 2];
-    getrandom::fill(&mut b).expect("the OS random source is available");
-    f64::from(u16::from_le_bytes(b)) / f64::from(u16::MAX)
+    crate::random::unit()
 }
 
 /// The bearer of forwarded requests: `FORWARD_TOKEN`, or a service token

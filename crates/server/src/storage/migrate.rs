@@ -60,6 +60,9 @@ pub async fn migrate_to_postgres(
     if !source_path.exists() {
         return Err(StorageError::Corrupt(format!("no store at {}", source_path.display())));
     }
+    // A store of an older version is upgraded first, as starting this
+    // version's server on it would do; the copy reads today's columns.
+    drop(super::sqlite::SqliteLog::open(data_dir, std::sync::Arc::default())?);
     let mut source = Connection::open_with_flags(&source_path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
     source.busy_timeout(Duration::from_secs(10))?;
     // One read transaction: one consistent state of the store throughout.
@@ -84,22 +87,27 @@ pub async fn migrate_to_postgres(
         let (from, resumed) = claim_target(&client, &stream_id, head, pruned).await?;
         let mut copied = 0u64;
         let mut after = from;
-        let mut stmt = read.prepare(
-            "SELECT seq, kind, driver_id, msg_id, recorded_at, received_at, body FROM events
-             WHERE seq > ?1 ORDER BY seq LIMIT ?2",
-        )?;
+        let mut stmt =
+            read.prepare(&format!("SELECT {EVENT_COLUMNS} FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2"))?;
         let done_before = count_through(&read, from)?;
         loop {
             let rows: Vec<EventRow> = stmt
                 .query_map(rusqlite::params![after, CHUNK as i64], |r| {
                     Ok(EventRow {
                         seq: r.get(0)?,
-                        kind: r.get::<_, i64>(1)? as i16,
-                        driver: r.get(2)?,
-                        msg: r.get(3)?,
-                        recorded_at: r.get(4)?,
-                        received_at: r.get(5)?,
-                        body: r.get(6)?,
+                        received_at: r.get(1)?,
+                        recorded_at: r.get(2)?,
+                        lat: r.get(3)?,
+                        lng: r.get(4)?,
+                        accuracy: r.get(5)?,
+                        heading: r.get(6)?,
+                        speed: r.get(7)?,
+                        driver: r.get(8)?,
+                        label: r.get(9)?,
+                        kind: r.get(10)?,
+                        status: r.get(11)?,
+                        flags: r.get(12)?,
+                        msg_id: r.get(13)?,
                     })
                 })?
                 .collect::<Result<_, _>>()?;
@@ -195,32 +203,57 @@ async fn fresh(client: &Client, stream_id: &str, head: i64, pruned: i64) -> Resu
     result.map(|()| (pruned, false))
 }
 
+/// The `events` columns, the same in both stores (interned numbers included).
+const EVENT_COLUMNS: &str =
+    "seq, received_at, recorded_at, lat, lng, accuracy, heading, speed, driver, label, kind, status, flags, msg_id";
+
 struct EventRow {
     seq: i64,
-    kind: i16,
-    driver: String,
-    msg: String,
-    recorded_at: i64,
     received_at: i64,
-    body: String,
+    recorded_at: Option<i64>,
+    lat: Option<f64>,
+    lng: Option<f64>,
+    accuracy: Option<f64>,
+    heading: Option<f64>,
+    speed: Option<f64>,
+    driver: i32,
+    label: Option<i32>,
+    kind: i16,
+    status: i16,
+    flags: i16,
+    msg_id: Vec<u8>,
 }
 
 /// One chunk of events, and how far the copy got, in one transaction.
 async fn copy_events(client: &Client, rows: &[EventRow], last: i64) -> Result<(), StorageError> {
     let seq: Vec<i64> = rows.iter().map(|r| r.seq).collect();
-    let kind: Vec<i16> = rows.iter().map(|r| r.kind).collect();
-    let driver: Vec<&str> = rows.iter().map(|r| r.driver.as_str()).collect();
-    let msg: Vec<&str> = rows.iter().map(|r| r.msg.as_str()).collect();
-    let recorded: Vec<i64> = rows.iter().map(|r| r.recorded_at).collect();
     let received: Vec<i64> = rows.iter().map(|r| r.received_at).collect();
-    let body: Vec<&str> = rows.iter().map(|r| r.body.as_str()).collect();
-    let params: [&(dyn ToSql + Sync); 7] = [&seq, &kind, &driver, &msg, &recorded, &received, &body];
+    let recorded: Vec<Option<i64>> = rows.iter().map(|r| r.recorded_at).collect();
+    let lat: Vec<Option<f64>> = rows.iter().map(|r| r.lat).collect();
+    let lng: Vec<Option<f64>> = rows.iter().map(|r| r.lng).collect();
+    let accuracy: Vec<Option<f64>> = rows.iter().map(|r| r.accuracy).collect();
+    let heading: Vec<Option<f64>> = rows.iter().map(|r| r.heading).collect();
+    let speed: Vec<Option<f64>> = rows.iter().map(|r| r.speed).collect();
+    let driver: Vec<i32> = rows.iter().map(|r| r.driver).collect();
+    let label: Vec<Option<i32>> = rows.iter().map(|r| r.label).collect();
+    let kind: Vec<i16> = rows.iter().map(|r| r.kind).collect();
+    let status: Vec<i16> = rows.iter().map(|r| r.status).collect();
+    let flags: Vec<i16> = rows.iter().map(|r| r.flags).collect();
+    let msg_id: Vec<&[u8]> = rows.iter().map(|r| r.msg_id.as_slice()).collect();
+    let params: [&(dyn ToSql + Sync); 14] = [
+        &seq, &received, &recorded, &lat, &lng, &accuracy, &heading, &speed, &driver, &label, &kind, &status, &flags,
+        &msg_id,
+    ];
     client.batch_execute("BEGIN").await?;
     let result = async {
         client
             .execute(
-                "INSERT INTO events (seq, kind, driver_id, msg_id, recorded_at, received_at, body)
-                 SELECT * FROM unnest($1::bigint[], $2::smallint[], $3::text[], $4::text[], $5::bigint[], $6::bigint[], $7::text[])",
+                &format!(
+                    "INSERT INTO events ({EVENT_COLUMNS})
+                     SELECT * FROM unnest($1::int8[], $2::int8[], $3::int8[], $4::float8[], $5::float8[],
+                         $6::float8[], $7::float8[], $8::float8[], $9::int4[], $10::int4[], $11::int2[],
+                         $12::int2[], $13::int2[], $14::bytea[])"
+                ),
                 &params,
             )
             .await?;
@@ -237,7 +270,26 @@ async fn copy_events(client: &Client, rows: &[EventRow], last: i64) -> Result<()
 async fn copy_state(client: &Client, read: &rusqlite::Transaction<'_>) -> Result<(), StorageError> {
     client.batch_execute("BEGIN").await?;
     let result = async {
-        client.batch_execute("DELETE FROM drivers; DELETE FROM cursors; DELETE FROM revocations;").await?;
+        client
+            .batch_execute(
+                "DELETE FROM names; DELETE FROM labels; DELETE FROM drivers; DELETE FROM cursors;
+                 DELETE FROM revocations;",
+            )
+            .await?;
+        // The interned numbers, kept: the events copied name drivers and labels by them.
+        let mut names = read.prepare("SELECT ix, driver_id FROM names")?;
+        for row in names.query_map([], |r| Ok((r.get::<_, i32>(0)?, r.get::<_, String>(1)?)))? {
+            let (ix, driver) = row?;
+            client.execute("INSERT INTO names (ix, driver_id) VALUES ($1, $2)", &[&ix, &driver]).await?;
+        }
+        let mut labels = read.prepare("SELECT ix, email, name FROM labels")?;
+        let rows = labels.query_map([], |r| Ok((r.get::<_, i32>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)))?;
+        for row in rows {
+            let (ix, email, name) = row?;
+            client
+                .execute("INSERT INTO labels (ix, email, name) VALUES ($1, $2, $3)", &[&ix, &email, &name])
+                .await?;
+        }
         let mut drivers = read.prepare(
             "SELECT driver_id, lat, lng, recorded_at, effective_at, status, email, last_seen, online FROM drivers",
         )?;

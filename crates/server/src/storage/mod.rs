@@ -33,7 +33,10 @@ use crate::domain::event::{NewEvent, SharedEvent};
 use crate::domain::fleet::DriverState;
 use crate::domain::revocation::{Revocation, Revoked};
 
+pub(crate) mod footprint;
+mod legacy;
 pub(crate) mod migrate;
+mod packed_id;
 pub(crate) mod postgres;
 pub(crate) mod row;
 pub(crate) mod sqlite;

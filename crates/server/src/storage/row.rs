@@ -1,17 +1,16 @@
 //! Stored rows back into domain values, the same way for every backend. A
-//! row that does not read back — its JSON does not parse, its kind or
-//! status is unknown — is damage (a bad disk, a hand edit, another
+//! row that does not read back — its kind, status, driver or id is unknown,
+//! a fix has no position — is damage (a bad disk, a hand edit, another
 //! program): it is reported once per read (an error log with its `seq`, a
 //! counter the metrics export) and skipped. It is never turned into a
 //! plausible event: an officer must not see a marker the driver never sent.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use serde_json::value::RawValue;
-use wecare_proto::{DriverId, DriverStatus, Seq};
+use wecare_proto::{DriverId, DriverStatus, MessageId, Seq};
 
-use crate::clock::Millis;
-use crate::domain::event::{EventKind, StreamEvent};
+use super::packed_id;
+use crate::domain::event::{EventKind, EventRecord, Located, Recorded, StreamEvent, encode};
 use crate::domain::fleet::{DriverState, Position};
 
 /// Why a stored row cannot be read back.
@@ -19,12 +18,18 @@ use crate::domain::fleet::{DriverState, Position};
 pub(crate) enum Damage {
     #[error("unknown event kind {0}")]
     Kind(i64),
-    #[error("body is not a JSON object")]
-    Body,
     #[error("negative seq {0}")]
     Seq(i64),
     #[error("unknown status {0:?}")]
     Status(String),
+    #[error("unknown status code {0}")]
+    StatusCode(i64),
+    #[error("unknown driver")]
+    Driver,
+    #[error("unreadable message id")]
+    Id,
+    #[error("a fix without its position")]
+    Position,
 }
 
 /// Counts damaged rows for the metrics; shared by a backend's readers.
@@ -57,16 +62,149 @@ impl DamageCounter {
     }
 }
 
-/// An `events` row: `(seq, kind, recorded_at, body)`.
-pub(crate) fn event(seq: i64, kind: i64, recorded_at: Millis, body: String) -> Result<StreamEvent, Damage> {
-    let seq = u64::try_from(seq).map_err(|_| Damage::Seq(seq))?;
-    let kind = EventKind::from_code(kind).ok_or(Damage::Kind(kind))?;
-    // The body is the watcher payload exactly as it was sent live.
-    if !body.trim_start().starts_with('{') {
-        return Err(Damage::Body);
+/// An `events` row in its typed columns (issue 17), with the driver and
+/// the sender's label resolved from their interned numbers. `driver_id` is
+/// `None` when a row names a driver the store does not know (damage).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct EventColumns {
+    pub(crate) seq: i64,
+    pub(crate) kind: i64,
+    pub(crate) driver_id: Option<String>,
+    pub(crate) email: Option<String>,
+    pub(crate) name: Option<String>,
+    /// The message id, packed ([`super::packed_id`]).
+    pub(crate) msg_id: Vec<u8>,
+    /// Fixes only: the device time.
+    pub(crate) recorded_at: Option<i64>,
+    pub(crate) received_at: i64,
+    pub(crate) lat: Option<f64>,
+    pub(crate) lng: Option<f64>,
+    pub(crate) accuracy: Option<f64>,
+    pub(crate) heading: Option<f64>,
+    pub(crate) speed: Option<f64>,
+    /// [`status_code`]: a status event's status, a fix's current status.
+    pub(crate) status: i64,
+    /// [`OUTDATED`], [`ADJUSTED`], [`ONLINE`].
+    pub(crate) flags: i64,
+}
+
+/// `flags` bits.
+pub(crate) const OUTDATED: i64 = 1;
+pub(crate) const ADJUSTED: i64 = 2;
+pub(crate) const ONLINE: i64 = 4;
+
+/// The kind stored for a row the v6 upgrade could not read (its old JSON
+/// body was damaged): it stays damage, reported on every read as before.
+pub(crate) const DAMAGED_KIND: i64 = 0;
+
+/// A status as stored: fixed numbers, independent of any list's order.
+pub(crate) fn status_code(status: Option<DriverStatus>) -> i64 {
+    match status {
+        None => 0,
+        Some(DriverStatus::Available) => 1,
+        Some(DriverStatus::Busy) => 2,
+        Some(DriverStatus::OnTrip) => 3,
+        Some(DriverStatus::OnDuty) => 4,
+        Some(DriverStatus::OffDuty) => 5,
+        Some(DriverStatus::Unavailable) => 6,
+        Some(DriverStatus::Offline) => 7,
     }
-    let json = RawValue::from_string(body).map_err(|_| Damage::Body)?;
-    Ok(StreamEvent { seq: Seq(seq), kind, recorded_at, json })
+}
+
+fn status_from_code(code: i64) -> Result<Option<DriverStatus>, Damage> {
+    (0..=7)
+        .contains(&code)
+        .then(|| [None].into_iter().chain(DriverStatus::ALL.map(Some)).find(|s| status_code(*s) == code).flatten())
+        .ok_or(Damage::StatusCode(code))
+}
+
+impl EventColumns {
+    /// The row that keeps `rec`.
+    pub(crate) fn from_record(rec: &EventRecord) -> Self {
+        let mut row = Self {
+            seq: rec.seq.0 as i64,
+            kind: rec.what.kind() as i64,
+            driver_id: Some(rec.driver.as_str().to_string()),
+            email: rec.email.clone(),
+            name: rec.name.clone(),
+            msg_id: packed_id::pack(rec.id.as_str()),
+            recorded_at: None,
+            received_at: rec.received,
+            lat: None,
+            lng: None,
+            accuracy: None,
+            heading: None,
+            speed: None,
+            status: 0,
+            flags: 0,
+        };
+        match &rec.what {
+            Recorded::Location(l) => {
+                row.recorded_at = Some(l.recorded_at);
+                (row.lat, row.lng) = (Some(l.lat), Some(l.lng));
+                (row.accuracy, row.heading, row.speed) = (l.accuracy, l.heading, l.speed);
+                row.status = status_code(l.status);
+                row.flags = if l.outdated { OUTDATED } else { 0 } | if l.adjusted { ADJUSTED } else { 0 };
+            }
+            Recorded::Status(s) => row.status = status_code(Some(*s)),
+            Recorded::Presence { online } => row.flags = if *online { ONLINE } else { 0 },
+        }
+        row
+    }
+
+    /// The event the row keeps, or why it cannot be read.
+    pub(crate) fn into_record(self) -> Result<EventRecord, Damage> {
+        let seq = u64::try_from(self.seq).map_err(|_| Damage::Seq(self.seq))?;
+        let kind = EventKind::from_code(self.kind).ok_or(Damage::Kind(self.kind))?;
+        let driver = self.driver_id.ok_or(Damage::Driver)?;
+        let id = packed_id::unpack(&self.msg_id).and_then(|id| MessageId::parse(id).ok()).ok_or(Damage::Id)?;
+        let status = status_from_code(self.status)?;
+        let what = match kind {
+            EventKind::Location => {
+                let (Some(lat), Some(lng), Some(recorded_at)) = (self.lat, self.lng, self.recorded_at) else {
+                    return Err(Damage::Position);
+                };
+                Recorded::Location(Located {
+                    lat,
+                    lng,
+                    recorded_at,
+                    accuracy: self.accuracy,
+                    heading: self.heading,
+                    speed: self.speed,
+                    adjusted: self.flags & ADJUSTED != 0,
+                    outdated: self.flags & OUTDATED != 0,
+                    status,
+                })
+            }
+            EventKind::Status => Recorded::Status(status.ok_or(Damage::StatusCode(self.status))?),
+            EventKind::Presence => Recorded::Presence { online: self.flags & ONLINE != 0 },
+        };
+        Ok(EventRecord {
+            seq: Seq(seq),
+            driver: DriverId::new(driver),
+            email: self.email.filter(|e| !e.is_empty()),
+            name: self.name.filter(|n| !n.is_empty()),
+            id,
+            received: self.received_at,
+            what,
+        })
+    }
+
+    /// The sender's label as interned: `None` when the token named nobody.
+    pub(crate) fn label(&self) -> Option<(&str, &str)> {
+        let email = self.email.as_deref().unwrap_or_default();
+        let name = self.name.as_deref().unwrap_or_default();
+        (!email.is_empty() || !name.is_empty()).then_some((email, name))
+    }
+}
+
+/// A row read back: its `seq`, and the event watchers receive (rendered
+/// here, once) or why it cannot be read.
+pub(crate) type ReadRow = (i64, Result<StreamEvent, Damage>);
+
+/// A row read back into the event watchers receive (rendered here, once).
+pub(crate) fn event(row: EventColumns) -> ReadRow {
+    (row.seq, row.into_record().map(|rec| encode(&rec)))
 }
 
 /// A `drivers` row as stored.
@@ -123,13 +261,53 @@ impl DriverRow {
 mod tests {
     use super::*;
 
+    fn fix_row() -> EventColumns {
+        EventColumns {
+            seq: 3,
+            kind: 1,
+            driver_id: Some("d".into()),
+            email: Some("d@x".into()),
+            name: None,
+            msg_id: packed_id::pack("m-3"),
+            recorded_at: Some(1_000),
+            received_at: 1_200,
+            lat: Some(13.5),
+            lng: Some(100.5),
+            accuracy: Some(4.5),
+            heading: None,
+            speed: None,
+            status: 3,
+            flags: OUTDATED,
+        }
+    }
+
+    #[test]
+    fn a_record_survives_its_row() {
+        let rec = fix_row().into_record().unwrap();
+        assert_eq!(EventColumns::from_record(&rec), fix_row());
+        let Recorded::Location(l) = &rec.what else { panic!("a fix") };
+        assert_eq!((l.status, l.outdated, l.adjusted), (Some(DriverStatus::OnTrip), true, false));
+        for code in 0..=7 {
+            assert_eq!(status_code(status_from_code(code).unwrap()), code);
+        }
+    }
+
     #[test]
     fn damaged_rows_are_refused_not_invented() {
-        assert_eq!(event(1, 9, 0, "{}".into()).unwrap_err(), Damage::Kind(9));
-        assert_eq!(event(1, 1, 0, "{\"seq\":1".into()).unwrap_err(), Damage::Body);
-        assert_eq!(event(1, 1, 0, "[1]".into()).unwrap_err(), Damage::Body);
-        assert_eq!(event(-1, 1, 0, "{}".into()).unwrap_err(), Damage::Seq(-1));
-        assert_eq!(event(3, 1, 0, r#"{"seq":3}"#.into()).unwrap().seq, Seq(3));
+        let damaged = |f: fn(&mut EventColumns)| {
+            let mut row = fix_row();
+            f(&mut row);
+            event(row).1.unwrap_err()
+        };
+        assert_eq!(damaged(|r| r.kind = 9), Damage::Kind(9));
+        assert_eq!(damaged(|r| r.kind = DAMAGED_KIND), Damage::Kind(0));
+        assert_eq!(damaged(|r| r.seq = -1), Damage::Seq(-1));
+        assert_eq!(damaged(|r| r.driver_id = None), Damage::Driver);
+        assert_eq!(damaged(|r| r.msg_id = vec![9]), Damage::Id);
+        assert_eq!(damaged(|r| r.lat = None), Damage::Position);
+        assert_eq!(damaged(|r| r.status = 8), Damage::StatusCode(8));
+        assert_eq!(damaged(|r| (r.kind, r.status) = (2, 0)), Damage::StatusCode(0));
+        assert_eq!(event(fix_row()).1.unwrap().seq, Seq(3));
         let row = DriverRow {
             driver_id: "d".into(),
             lat: None,
@@ -147,7 +325,7 @@ mod tests {
     #[test]
     fn counter_keeps_good_rows_and_counts_the_rest() {
         let c = DamageCounter::default();
-        let good = c.keep_good([(1, Ok(1)), (2, Err(Damage::Body)), (3, Ok(3))]);
+        let good = c.keep_good([(1, Ok(1)), (2, Err(Damage::Driver)), (3, Ok(3))]);
         assert_eq!(good, vec![1, 3]);
         assert_eq!(c.get(), 1);
     }

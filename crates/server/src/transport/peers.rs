@@ -93,7 +93,7 @@ pub(crate) async fn notify(app: &SharedState, rooms: Vec<String>, event: String,
     if others == 0 {
         return delivered;
     }
-    let id = crate::storage::sqlite::new_stream_id();
+    let id = crate::random::hex_id(16);
     let (tx, mut rx) = mpsc::unbounded_channel();
     app.pending.waiting.lock().unwrap_or_else(|e| e.into_inner()).insert(id.clone(), tx);
     let from = app.cluster.node_id().to_string();

@@ -70,7 +70,7 @@ impl PgCluster {
         tracker: &TaskTracker,
         stop: CancellationToken,
     ) -> Result<Arc<Self>, StorageError> {
-        let node_id = format!("node-{}", &super::new_stream_id()[..12]);
+        let node_id = format!("node-{}", crate::random::hex_id(6));
         let this = Arc::new(Self {
             node_id,
             config: config.clone(),

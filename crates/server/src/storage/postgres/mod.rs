@@ -18,25 +18,29 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
+use futures_util::TryFutureExt;
 use futures_util::future::try_join;
 use tokio_postgres::{Client, Config, Statement};
 use wecare_proto::{DriverId, Seq};
 
-use super::row::{self, DamageCounter, DriverRow};
+use super::packed_id;
+use super::row::{self, DamageCounter, DriverRow, EventColumns};
 use super::{Appended, BoxFuture, EventLog, Page, Snapshot, StorageError, revocation_key, revoked_from};
 use crate::clock::Millis;
-use crate::domain::event::{EventKind, NewEvent, SharedEvent, StreamEvent};
+use crate::domain::event::{NewEvent, SharedEvent, encode};
 use crate::domain::fleet::Fleet;
 use crate::domain::revocation::Revocation;
 
 pub(crate) mod cluster;
 mod conn;
 mod listen;
+mod rows;
+mod upgrade;
 
 pub(crate) use conn::parse_url;
 use conn::{DB_NOW, Prepared, Slot, connect};
 
-pub(crate) const SCHEMA_VERSION: i32 = 2;
+pub(crate) use upgrade::SCHEMA_VERSION;
 /// The schema, created by the first node (and by `wecare-rt migrate`).
 pub(crate) const SCHEMA_SQL: &str = include_str!("schema.sql");
 /// Rows deleted per retention statement.
@@ -57,7 +61,7 @@ struct Writer {
     find_dups: Statement,
     load_drivers: Statement,
     connected: Statement,
-    insert_events: Statement,
+    rows: rows::InternStatements,
     upsert_drivers: Statement,
     set_head: Statement,
 }
@@ -67,8 +71,11 @@ impl Prepared for Writer {
         let lock_head = client.prepare("SELECT head FROM stream WHERE id = 1 FOR UPDATE").await?;
         let find_dups = client
             .prepare(
-                "SELECT e.driver_id, e.msg_id, e.seq FROM events e
-                 JOIN unnest($1::text[], $2::text[]) AS k(d, m) ON e.driver_id = k.d AND e.msg_id = k.m",
+                // One index probe per key, whatever plan is cached: as a
+                // join, a plan made while the table was small scans it.
+                "SELECT d, m, s FROM (SELECT k.d, k.m,
+                     (SELECT e.seq FROM events e WHERE e.driver = k.d AND e.msg_id = k.m) AS s
+                 FROM unnest($1::int4[], $2::bytea[]) AS k(d, m)) found WHERE s IS NOT NULL",
             )
             .await?;
         let load_drivers =
@@ -80,13 +87,7 @@ impl Prepared for Writer {
                    AND ((s.sockets > 0 AND n.lease_until + $2 > {DB_NOW}) OR s.closed_at + $2 > {DB_NOW})"
             ))
             .await?;
-        let insert_events = client
-            .prepare(
-                "INSERT INTO events (seq, kind, driver_id, msg_id, recorded_at, received_at, body)
-                 SELECT * FROM unnest($1::bigint[], $2::smallint[], $3::text[], $4::text[], $5::bigint[],
-                                      $6::bigint[], $7::text[])",
-            )
-            .await?;
+        let rows = rows::InternStatements::prepare(&client).await?;
         let upsert_drivers = client
             .prepare(&format!(
                 "INSERT INTO drivers ({DRIVER_COLUMNS})
@@ -99,7 +100,7 @@ impl Prepared for Writer {
             ))
             .await?;
         let set_head = client.prepare("UPDATE stream SET head = $1 WHERE id = 1").await?;
-        Ok(Self { client, lock_head, find_dups, load_drivers, connected, insert_events, upsert_drivers, set_head })
+        Ok(Self { client, lock_head, find_dups, load_drivers, connected, rows, upsert_drivers, set_head })
     }
 
     fn client(&self) -> &Client {
@@ -119,15 +120,14 @@ struct Reader {
 impl Prepared for Reader {
     async fn prepare(client: Client) -> Result<Self, StorageError> {
         let head = client.prepare("SELECT head, pruned_through FROM stream WHERE id = 1").await?;
-        let read_after = client
-            .prepare("SELECT seq, kind, recorded_at, body FROM events WHERE seq > $1 ORDER BY seq LIMIT $2")
-            .await?;
+        let read_after = client.prepare(&format!("{} WHERE e.seq > $1 ORDER BY e.seq LIMIT $2", rows::SELECT)).await?;
+        // `kind = 1` as a literal: the track index is partial on it.
         let track = client
-            .prepare(
-                "SELECT seq, kind, recorded_at, body FROM events
-                 WHERE driver_id = $1 AND kind = $2 AND recorded_at BETWEEN $3 AND $4
-                 ORDER BY recorded_at, seq LIMIT $5",
-            )
+            .prepare(&format!(
+                "{} WHERE e.driver = (SELECT ix FROM names WHERE driver_id = $1) AND e.kind = 1
+                   AND e.recorded_at BETWEEN $2 AND $3 ORDER BY e.recorded_at, e.seq LIMIT $4",
+                rows::SELECT
+            ))
             .await?;
         // One statement, one snapshot: the head and the drivers agree.
         let snapshot = client
@@ -153,6 +153,8 @@ pub(crate) struct PgLog {
     /// lease renewal the cluster makes every second ([`Self::writable_flag`]).
     writable: Arc<AtomicBool>,
     damage: DamageCounter,
+    /// Driver and label numbers seen committed.
+    interned: std::sync::Mutex<rows::Interned>,
     writer: Slot<Writer>,
     readers: Vec<Slot<Reader>>,
     next_reader: AtomicUsize,
@@ -168,8 +170,9 @@ impl std::fmt::Debug for PgLog {
     }
 }
 
+/// A stream's id: random, fixed when the stream is created.
 fn new_stream_id() -> String {
-    super::sqlite::new_stream_id()
+    crate::random::hex_id(16)
 }
 
 impl PgLog {
@@ -181,7 +184,7 @@ impl PgLog {
     pub(crate) async fn open(config: &Config) -> Result<Self, StorageError> {
         // A connection for the migration only, dropped at the end of open.
         let client = connect(config, &tokio::runtime::Handle::current()).await?;
-        migrate(&client).await?;
+        upgrade::run(&client).await?;
         let row = client.query_one("SELECT stream_id, head FROM stream WHERE id = 1", &[]).await?;
         let stream_id: String = row.get(0);
         let head: i64 = row.get(1);
@@ -191,6 +194,7 @@ impl PgLog {
             head: Arc::new(AtomicU64::new(head.max(0) as u64)),
             writable: Arc::new(AtomicBool::new(true)),
             damage: DamageCounter::default(),
+            interned: std::sync::Mutex::default(),
             writer: Slot::new(config.clone()),
             readers: (0..READERS).map(|_| Slot::new(config.clone())).collect(),
             next_reader: AtomicUsize::new(0),
@@ -218,77 +222,33 @@ impl PgLog {
     }
 
     fn events(&self, rows: Vec<tokio_postgres::Row>) -> Vec<SharedEvent> {
-        let decoded = rows.into_iter().map(|r| {
-            let seq: i64 = r.get(0);
-            let kind: i16 = r.get(1);
-            (seq, row::event(seq, i64::from(kind), r.get(2), r.get(3)))
-        });
+        let decoded = rows.iter().map(|r| row::event(rows::read(r)));
         self.damage.keep_good(decoded).into_iter().map(Arc::new).collect()
     }
 }
 
-async fn migrate(client: &Client) -> Result<(), StorageError> {
-    client.batch_execute("BEGIN; SELECT pg_advisory_xact_lock(87326501);").await?;
-    let result = async {
-        client.batch_execute(SCHEMA_SQL).await?;
-        let version: Option<i32> =
-            client.query_opt("SELECT schema_version FROM stream WHERE id = 1", &[]).await?.map(|r| r.get(0));
-        match version {
-            Some(v) if v > SCHEMA_VERSION => {
-                return Err(StorageError::Corrupt(format!("schema version {v} is newer than this server")));
-            }
-            Some(v) => {
-                if v < 2 {
-                    client.batch_execute(super::FORGET_INVENTED_STATUSES).await?;
-                }
-                if v < SCHEMA_VERSION {
-                    client.execute("UPDATE stream SET schema_version = $1 WHERE id = 1", &[&SCHEMA_VERSION]).await?;
-                }
-            }
-            None => {
-                client
-                    .execute(
-                        "INSERT INTO stream (id, stream_id, head, schema_version) VALUES (1, $1, 0, $2)",
-                        &[&new_stream_id(), &SCHEMA_VERSION],
-                    )
-                    .await?;
-            }
-        }
-        Ok(())
-    }
-    .await;
-    let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
-    client.batch_execute(end).await?;
-    result
-}
-
-/// What one group commit writes, gathered before the writes go out.
-#[derive(Default)]
-struct Writes {
-    seq: Vec<i64>,
-    kind: Vec<i16>,
-    driver: Vec<String>,
-    msg: Vec<String>,
-    recorded_at: Vec<i64>,
-    received_at: Vec<i64>,
-    body: Vec<String>,
-}
-
-async fn append_batch(w: &Writer, batch: &[NewEvent]) -> Result<(Vec<Appended>, u64), StorageError> {
+async fn append_batch(
+    w: &Writer,
+    cache: &std::sync::Mutex<rows::Interned>,
+    batch: &[NewEvent],
+) -> Result<(Vec<Appended>, u64, rows::Interned), StorageError> {
     let c = &w.client;
     c.batch_execute("BEGIN").await?;
     let result = async {
         let head: i64 = c.query_one(&w.lock_head, &[]).await?.get(0);
         // Under the stream lock nothing else commits: these reads are current.
-        let keyed: Vec<&NewEvent> = batch.iter().filter(|e| e.dedup).collect();
-        let dup_drivers: Vec<&str> = keyed.iter().map(|e| e.driver.as_str()).collect();
-        let dup_ids: Vec<&str> = keyed.iter().map(|e| e.id.as_str()).collect();
+        let mut learned = rows::drivers(c, &w.rows, cache, batch.iter().map(|e| e.driver.as_str())).await?;
+        let (dup_drivers, dup_ids): (Vec<i32>, Vec<Vec<u8>>) = batch
+            .iter()
+            .filter(|e| e.dedup)
+            .filter_map(|e| Some((learned.driver(e.driver.as_str())?, packed_id::pack(e.id.as_str()))))
+            .unzip();
         let mut touched: Vec<&str> = batch.iter().map(|e| e.driver.as_str()).collect();
         touched.sort_unstable();
         touched.dedup();
         let (dups, drivers) =
             try_join(c.query(&w.find_dups, &[&dup_drivers, &dup_ids]), c.query(&w.load_drivers, &[&touched])).await?;
-        let mut stored: HashMap<(String, String), i64> =
+        let mut stored: HashMap<(i32, Vec<u8>), i64> =
             dups.into_iter().map(|r| ((r.get(0), r.get(1)), r.get(2))).collect();
         let mut fleet = Fleet::default();
         for r in drivers {
@@ -311,12 +271,12 @@ async fn append_batch(w: &Writer, batch: &[NewEvent]) -> Result<(Vec<Appended>, 
 
         let mut seq = head;
         let mut out = Vec::with_capacity(batch.len());
-        let mut writes = Writes::default();
+        let mut writes: Vec<EventColumns> = Vec::new();
         let mut changed: HashSet<&DriverId> = HashSet::new();
         for ev in batch {
-            let key = (ev.driver.as_str().to_string(), ev.id.as_str().to_string());
+            let key = learned.driver(ev.driver.as_str()).map(|d| (d, packed_id::pack(ev.id.as_str())));
             if ev.dedup
-                && let Some(s) = stored.get(&key)
+                && let Some(s) = key.as_ref().and_then(|k| stored.get(k))
             {
                 out.push(Appended::Duplicate(Seq(*s as u64)));
                 continue;
@@ -325,38 +285,37 @@ async fn append_batch(w: &Writer, batch: &[NewEvent]) -> Result<(Vec<Appended>, 
                 out.push(Appended::Unchanged);
                 continue;
             }
-            let Some(event) = fleet.apply(ev, Seq(seq as u64 + 1)) else {
+            let Some(record) = fleet.apply(ev, Seq(seq as u64 + 1)) else {
                 out.push(Appended::Unchanged);
                 continue;
             };
             seq += 1;
-            if ev.dedup {
+            if ev.dedup
+                && let Some(key) = key
+            {
                 stored.insert(key, seq);
             }
-            writes.push(ev, &event);
+            writes.push(EventColumns::from_record(&record));
             changed.insert(&ev.driver);
-            out.push(Appended::Stored(Arc::new(event)));
+            out.push(Appended::Stored(Arc::new(encode(&record))));
         }
         if seq != head {
-            let rows: Vec<DriverRow> =
+            let latest: Vec<DriverRow> =
                 changed.iter().filter_map(|d| fleet.get(d).map(|s| DriverRow::from_state(d, s))).collect();
-            let d = DriverColumns::from(rows);
-            let w_ = &writes;
-            let event_params: [&(dyn tokio_postgres::types::ToSql + Sync); 7] =
-                [&w_.seq, &w_.kind, &w_.driver, &w_.msg, &w_.recorded_at, &w_.received_at, &w_.body];
+            let d = DriverColumns::from(latest);
             let driver_params: [&(dyn tokio_postgres::types::ToSql + Sync); 9] =
                 [&d.id, &d.lat, &d.lng, &d.recorded_at, &d.effective_at, &d.status, &d.email, &d.last_seen, &d.online];
             let head_text = seq.to_string();
-            let insert = c.execute(&w.insert_events, &event_params);
-            let upsert = c.execute(&w.upsert_drivers, &driver_params);
+            let insert = rows::insert(c, &w.rows, cache, &mut learned, &writes);
+            let upsert = c.execute(&w.upsert_drivers, &driver_params).map_err(StorageError::from);
             let head_params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&seq];
             let notify_params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&head_text];
-            let set_head = c.execute(&w.set_head, &head_params);
+            let set_head = c.execute(&w.set_head, &head_params).map_err(StorageError::from);
             // The payload is a hint only: a woken tailer reads the stream.
-            let notify = c.execute("SELECT pg_notify('wecare_stream', $1)", &notify_params);
+            let notify = c.execute("SELECT pg_notify('wecare_stream', $1)", &notify_params).map_err(StorageError::from);
             futures_util::future::try_join4(insert, upsert, set_head, notify).await?;
         }
-        Ok::<_, StorageError>((out, seq.max(0) as u64))
+        Ok::<_, StorageError>((out, seq.max(0) as u64, learned))
     }
     .await;
     match result {
@@ -369,18 +328,6 @@ async fn append_batch(w: &Writer, batch: &[NewEvent]) -> Result<(Vec<Appended>, 
             let _ = c.batch_execute("ROLLBACK").await;
             Err(e)
         }
-    }
-}
-
-impl Writes {
-    fn push(&mut self, ev: &NewEvent, stored: &StreamEvent) {
-        self.seq.push(stored.seq.0 as i64);
-        self.kind.push(stored.kind as i16);
-        self.driver.push(ev.driver.as_str().to_string());
-        self.msg.push(ev.id.as_str().to_string());
-        self.recorded_at.push(stored.recorded_at);
-        self.received_at.push(ev.received);
-        self.body.push(stored.json.get().to_string());
     }
 }
 
@@ -452,14 +399,16 @@ impl EventLog for PgLog {
         Box::pin(async move {
             let attempt = async {
                 let w = self.writer.get().await?;
-                append_batch(&w, &batch).await
+                append_batch(&w, &self.interned, &batch).await
             };
             let result = match tokio::time::timeout(COMMIT_TIMEOUT, attempt).await {
                 Ok(r) => r,
                 Err(_) => Err(StorageError::Database("the commit timed out".into())),
             };
             match result {
-                Ok((out, head)) => {
+                Ok((out, head, learned)) => {
+                    // Committed: the numbers it gave are real now.
+                    self.interned.lock().unwrap_or_else(std::sync::PoisonError::into_inner).merge(learned);
                     self.saw_head(Seq(head));
                     self.writable.store(true, Ordering::Relaxed);
                     Ok(out)
@@ -522,8 +471,7 @@ impl EventLog for PgLog {
     ) -> BoxFuture<'_, Result<Vec<SharedEvent>, StorageError>> {
         Box::pin(async move {
             let r = self.reader().await?;
-            let kind = EventKind::Location as i16;
-            let rows = r.client.query(&r.track, &[&driver.as_str(), &kind, &from, &to, &(limit as i64)]).await?;
+            let rows = r.client.query(&r.track, &[&driver.as_str(), &from, &to, &(limit as i64)]).await?;
             Ok(self.events(rows))
         })
     }
@@ -652,11 +600,16 @@ mod tests {
         tokio::spawn(connection);
         client
             .batch_execute(
-                "UPDATE stream SET schema_version = 1;
-                 INSERT INTO events VALUES (1, 1, 'a', 'm1', 1, 1, '{}'), (2, 2, 'b', 'm2', 2, 2, '{}'), (3, 1, 'c', 'm3', 3, 3, '{}');
+                &[
+                    crate::storage::legacy::EVENTS_TABLE,
+                    "UPDATE stream SET schema_version = 1;
+                 INSERT INTO events VALUES (1, 1, 'a', 'm1', 1, 1, '{\"lat\":1.5,\"lng\":2,\"driverEmail\":\"a@x\"}'),
+                     (2, 2, 'b', 'm2', 2, 2, '{\"status\":\"AVAILABLE\"}'), (3, 1, 'c', 'm3', 3, 3, '{}');
                  UPDATE stream SET head = 3;
                  INSERT INTO drivers (driver_id, lat, lng, recorded_at, effective_at, status, last_seen)
                  VALUES ('a', 1, 2, 1, 1, 'AVAILABLE', 1), ('b', 1, 2, 1, 1, 'AVAILABLE', 2), ('c', 1, 2, 3, 3, 'ON_TRIP', 3);",
+                ]
+                .concat(),
             )
             .await
             .unwrap();
@@ -668,5 +621,18 @@ mod tests {
         assert_eq!(status("c"), Some(wecare_proto::DriverStatus::OnTrip), "not the default: kept");
         let version: i32 = client.query_one("SELECT schema_version FROM stream", &[]).await.unwrap().get(0);
         assert_eq!(version, SCHEMA_VERSION);
+        // The stream moved to typed columns (issue 17): what read, reads the
+        // same and gains today's fields; what did not (c's empty body) is
+        // reported and skipped, as before.
+        let page = log.read_after(Seq::ZERO, 10).await.unwrap();
+        let events: Vec<serde_json::Value> =
+            page.events.iter().map(|e| serde_json::from_str(e.json.get()).unwrap()).collect();
+        assert_eq!(events.len(), 2, "{events:?}");
+        assert_eq!(
+            (&events[0]["latitude"], &events[0]["driverEmail"], &events[0]["id"]),
+            (&1.5.into(), &"a@x".into(), &"m1".into())
+        );
+        assert_eq!(events[1]["status"], "AVAILABLE");
+        assert_eq!(log.damaged_rows(), 1);
     }
 }

@@ -1,4 +1,4 @@
--- WeCare Realtime on PostgreSQL, schema version 1: the same stream as the
+-- WeCare Realtime on PostgreSQL, schema version 3 (upgrade.rs): the same stream as the
 -- embedded store, shared by every node, plus what the nodes coordinate on.
 -- Every time here is epoch milliseconds of the database's clock, so nodes
 -- with skewed clocks still agree on leases and grace periods.
@@ -15,19 +15,43 @@ CREATE TABLE IF NOT EXISTS stream (
     schema_version INTEGER NOT NULL
 );
 
--- The stream. body is the watcher payload exactly as sent live.
+-- Drivers and senders' labels (the token's email and name, '' for none),
+-- interned: an event row names them by number (issue 17). Numbers are
+-- given under the stream lock, so nodes never race for one.
+CREATE TABLE IF NOT EXISTS names (
+    ix        INTEGER PRIMARY KEY,
+    driver_id TEXT NOT NULL UNIQUE
+);
+CREATE TABLE IF NOT EXISTS labels (
+    ix    INTEGER PRIMARY KEY,
+    email TEXT NOT NULL,
+    name  TEXT NOT NULL,
+    UNIQUE (email, name)
+);
+
+-- The stream, in typed columns (widest first: no alignment padding); the
+-- watcher JSON is rendered from them. msg_id is packed (packed_id.rs).
+-- recorded_at: fixes only. status: a status event's status, a fix's
+-- current status (row.rs codes). flags: outdated 1, adjusted 2, online 4.
 CREATE TABLE IF NOT EXISTS events (
-    seq         BIGINT   PRIMARY KEY,
-    kind        SMALLINT NOT NULL,
-    driver_id   TEXT     NOT NULL,
-    msg_id      TEXT     NOT NULL,
-    recorded_at BIGINT   NOT NULL,
-    received_at BIGINT   NOT NULL,
-    body        TEXT     NOT NULL
+    seq         BIGINT           PRIMARY KEY,
+    received_at BIGINT           NOT NULL,
+    recorded_at BIGINT,
+    lat         DOUBLE PRECISION,
+    lng         DOUBLE PRECISION,
+    accuracy    DOUBLE PRECISION,
+    heading     DOUBLE PRECISION,
+    speed       DOUBLE PRECISION,
+    driver      INTEGER          NOT NULL,
+    label       INTEGER,
+    kind        SMALLINT         NOT NULL,
+    status      SMALLINT         NOT NULL,
+    flags       SMALLINT         NOT NULL,
+    msg_id      BYTEA            NOT NULL
 );
 -- Dedup key: (driver, client message id), for as long as the event is kept.
-CREATE UNIQUE INDEX IF NOT EXISTS events_dedup ON events (driver_id, msg_id);
-CREATE INDEX IF NOT EXISTS events_track ON events (driver_id, kind, recorded_at);
+CREATE UNIQUE INDEX IF NOT EXISTS events_dedup ON events (driver, msg_id);
+CREATE INDEX IF NOT EXISTS events_track ON events (driver, recorded_at) WHERE kind = 1;
 CREATE INDEX IF NOT EXISTS events_received ON events (received_at);
 
 -- Latest state per driver, kept forever.

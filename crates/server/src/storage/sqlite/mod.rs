@@ -12,19 +12,21 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use rusqlite::{Connection, OptionalExtension, params};
 use wecare_proto::{DriverId, Seq};
 
-use super::row::{self, DamageCounter, DriverRow};
+use super::packed_id;
+use super::row::{self, DamageCounter, DriverRow, EventColumns};
 use super::{Appended, BoxFuture, EventLog, Page, Snapshot, StorageError, revocation_key, revoked_from};
 use crate::clock::{Millis, now_ms};
 use crate::cluster::sockets::LocalSockets;
-use crate::domain::event::{EventKind, NewEvent, SharedEvent};
+use crate::domain::event::{NewEvent, SharedEvent, encode};
 use crate::domain::fleet::Fleet;
 use crate::domain::revocation::Revocation;
 
 pub(crate) mod backup;
+mod rows;
+mod upgrade;
 mod worker;
 use worker::Worker;
 
-const SCHEMA_VERSION: i64 = 5;
 pub(crate) const FILE_NAME: &str = "wecare-rt.sqlite3";
 /// Rows deleted per retention statement, so pruning never holds the writer long.
 const PRUNE_CHUNK: i64 = 5_000;
@@ -37,6 +39,7 @@ impl From<rusqlite::Error> for StorageError {
 
 struct Writer {
     conn: Connection,
+    interned: rows::Interned,
     fleet: Fleet,
     head: u64,
     sockets: Arc<LocalSockets>,
@@ -85,24 +88,13 @@ impl SqliteLog {
         let path = dir.join(FILE_NAME);
         let mut conn = open_connection(&path)?;
         let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
-        if version > SCHEMA_VERSION {
-            return Err(StorageError::Corrupt(format!("schema version {version} is newer than this server")));
-        }
         // IMMEDIATE: take the write lock up front, so a busy store (a previous
         // instance still closing) is waited for instead of failing.
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        tx.execute_batch(include_str!("schema.sql"))?;
-        if version == 1 {
-            // v2: presence is part of the persisted latest state.
-            tx.execute_batch("ALTER TABLE drivers ADD COLUMN online INTEGER NOT NULL DEFAULT 0")?;
-        }
-        if version < 5 {
-            tx.execute_batch(super::FORGET_INVENTED_STATUSES)?;
-        }
-        tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+        let rewrote = upgrade::run(&tx, version)?;
         tx.execute(
             "INSERT OR IGNORE INTO meta (key, value) VALUES ('stream_id', ?1), ('head', '0')",
-            [new_stream_id()],
+            [crate::random::hex_id(16)],
         )?;
         // v3: where retention stopped; a store from before knows it from its oldest row.
         tx.execute(
@@ -112,6 +104,9 @@ impl SqliteLog {
             [],
         )?;
         tx.commit()?;
+        if rewrote {
+            upgrade::reclaim(&conn)?;
+        }
         let stream_id: String = conn.query_row("SELECT value FROM meta WHERE key = 'stream_id'", [], |r| r.get(0))?;
         let head = read_head(&conn)?;
         let pruned_through = read_meta_u64(&conn, "pruned_through")?.unwrap_or(0);
@@ -120,12 +115,16 @@ impl SqliteLog {
         tracing::info!(path = %path.display(), %stream_id, head, drivers = fleet.iter().count(), "store opened");
 
         let reader = Worker::spawn("wecare-sqlite-read", open_connection(&path)?, |_| {})?;
-        let writer = Worker::spawn("wecare-sqlite-write", Writer { conn, fleet, head, sockets }, |w| {
-            // Leave a small, self-contained file behind on a clean stop.
-            if let Err(e) = w.conn.pragma_update(None, "wal_checkpoint", "TRUNCATE") {
-                tracing::warn!(error = %e, "checkpoint at close failed");
-            }
-        })?;
+        let writer = Worker::spawn(
+            "wecare-sqlite-write",
+            Writer { conn, interned: rows::Interned::default(), fleet, head, sockets },
+            |w| {
+                // Leave a small, self-contained file behind on a clean stop.
+                if let Err(e) = w.conn.pragma_update(None, "wal_checkpoint", "TRUNCATE") {
+                    tracing::warn!(error = %e, "checkpoint at close failed");
+                }
+            },
+        )?;
         Ok(Self {
             stream_id,
             head: Arc::new(AtomicU64::new(head)),
@@ -136,13 +135,6 @@ impl SqliteLog {
             reader,
         })
     }
-}
-
-/// A random stream id: 16 bytes as hex.
-pub(crate) fn new_stream_id() -> String {
-    let mut bytes = [0u8; 16];
-    getrandom::fill(&mut bytes).expect("the OS random source is available");
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn read_head(conn: &Connection) -> Result<u64, StorageError> {
@@ -190,15 +182,13 @@ fn append_batch(w: &mut Writer, batch: &[NewEvent]) -> Result<(Vec<Appended>, u6
     let mut touched: HashSet<&DriverId> = HashSet::new();
     let now = now_ms();
     {
-        let mut find = tx.prepare_cached("SELECT seq FROM events WHERE driver_id = ?1 AND msg_id = ?2")?;
-        let mut insert = tx.prepare_cached(
-            "INSERT INTO events (seq, kind, driver_id, msg_id, recorded_at, received_at, body)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        )?;
+        let mut find = tx.prepare_cached("SELECT seq FROM events WHERE driver = ?1 AND msg_id = ?2")?;
         for ev in batch {
-            if ev.dedup {
+            if ev.dedup
+                && let Some(driver) = w.interned.known_driver(&tx, ev.driver.as_str())?
+            {
                 let found: Option<i64> =
-                    find.query_row(params![ev.driver.as_str(), ev.id.as_str()], |r| r.get(0)).optional()?;
+                    find.query_row(params![driver, packed_id::pack(ev.id.as_str())], |r| r.get(0)).optional()?;
                 if let Some(seq) = found {
                     out.push(Appended::Duplicate(Seq(seq as u64)));
                     continue;
@@ -210,22 +200,14 @@ fn append_batch(w: &mut Writer, batch: &[NewEvent]) -> Result<(Vec<Appended>, u6
                 out.push(Appended::Unchanged);
                 continue;
             }
-            let Some(stored) = w.fleet.apply(ev, Seq(head + 1)) else {
+            let Some(record) = w.fleet.apply(ev, Seq(head + 1)) else {
                 out.push(Appended::Unchanged);
                 continue;
             };
             head += 1;
-            insert.execute(params![
-                head as i64,
-                stored.kind as i64,
-                ev.driver.as_str(),
-                ev.id.as_str(),
-                stored.recorded_at,
-                ev.received,
-                stored.json.get(),
-            ])?;
+            w.interned.insert(&tx, &EventColumns::from_record(&record))?;
             touched.insert(&ev.driver);
-            out.push(Appended::Stored(Arc::new(stored)));
+            out.push(Appended::Stored(Arc::new(encode(&record))));
         }
         let mut upsert = tx.prepare_cached(
             "INSERT INTO drivers (driver_id, lat, lng, recorded_at, effective_at, status, email, last_seen, online)
@@ -258,27 +240,20 @@ fn append_batch(w: &mut Writer, batch: &[NewEvent]) -> Result<(Vec<Appended>, u6
     Ok((out, head))
 }
 
-type EventRow = (i64, Result<crate::domain::event::StreamEvent, row::Damage>);
-
-fn read_event(r: &rusqlite::Row<'_>) -> rusqlite::Result<EventRow> {
-    let seq: i64 = r.get(0)?;
-    Ok((seq, row::event(seq, r.get(1)?, r.get(2)?, r.get(3)?)))
-}
-
 impl SqliteLog {
     /// Runs an event query on the reader thread; damaged rows are reported
     /// and skipped.
     async fn read_events(
         &self,
-        sql: &'static str,
+        sql: String,
         args: impl rusqlite::Params + Send + 'static,
     ) -> Result<Vec<SharedEvent>, StorageError> {
         let rows = self
             .reader
-            .call(move |conn| -> Result<Vec<EventRow>, StorageError> {
-                let mut stmt = conn.prepare_cached(sql)?;
-                let rows = stmt.query_map(args, read_event)?;
-                rows.map(|r| r.map_err(StorageError::from)).collect()
+            .call(move |conn| -> Result<Vec<row::ReadRow>, StorageError> {
+                let mut stmt = conn.prepare_cached(&sql)?;
+                let rows = stmt.query_map(args, rows::read)?;
+                rows.map(|r| r.map(row::event).map_err(StorageError::from)).collect()
             })
             .await??;
         Ok(self.damage.keep_good(rows).into_iter().map(Arc::new).collect())
@@ -313,7 +288,9 @@ impl EventLog for SqliteLog {
                     }
                     Err(e) => {
                         writable.store(false, Ordering::Relaxed);
-                        // The in-memory state moved with the failed transaction: rebuild it.
+                        // The in-memory state moved with the failed transaction:
+                        // rebuild it, and forget numbers interned inside it.
+                        w.interned.clear();
                         match load_fleet(&w.conn, &damage) {
                             Ok(fleet) => w.fleet = fleet,
                             Err(e) => tracing::error!(error = %e, "reloading latest state failed"),
@@ -332,7 +309,7 @@ impl EventLog for SqliteLog {
         Box::pin(async move {
             let events = self
                 .read_events(
-                    "SELECT seq, kind, recorded_at, body FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+                    format!("{} WHERE e.seq > ?1 ORDER BY e.seq LIMIT ?2", rows::SELECT),
                     (after.0 as i64, limit as i64),
                 )
                 .await?;
@@ -372,11 +349,14 @@ impl EventLog for SqliteLog {
         to: Millis,
         limit: usize,
     ) -> BoxFuture<'_, Result<Vec<SharedEvent>, StorageError>> {
+        // `kind = 1` as a literal: the track index is partial on it.
         Box::pin(self.read_events(
-            "SELECT seq, kind, recorded_at, body FROM events
-             WHERE driver_id = ?1 AND kind = ?2 AND recorded_at BETWEEN ?3 AND ?4
-             ORDER BY recorded_at, seq LIMIT ?5",
-            (driver.as_str().to_string(), EventKind::Location as i64, from, to, limit as i64),
+            format!(
+                "{} WHERE e.driver = (SELECT ix FROM names WHERE driver_id = ?1) AND e.kind = 1
+                  AND e.recorded_at BETWEEN ?2 AND ?3 ORDER BY e.recorded_at, e.seq LIMIT ?4",
+                rows::SELECT
+            ),
+            (driver.as_str().to_string(), from, to, limit as i64),
         ))
     }
 
@@ -552,6 +532,7 @@ mod tests {
             // c reported ON_TRIP in a fix.
             let conn = Connection::open(dir.path().join(FILE_NAME)).unwrap();
             conn.execute_batch(include_str!("schema.sql")).unwrap();
+            conn.execute_batch(crate::storage::legacy::EVENTS_TABLE).unwrap();
             conn.execute_batch(
                 "PRAGMA user_version = 4;
                  INSERT INTO meta (key, value) VALUES ('stream_id', 'old'), ('head', '3'), ('pruned_through', '0');
