@@ -298,7 +298,11 @@ impl SdkWatcher {
                         sink.lock().unwrap().snapshots += 1;
                         tx.send_replace(seq);
                     }
-                    WatcherEvent::Event { name, seq, data } => {
+                    WatcherEvent::Event(event) => {
+                        let (seq, name) = (event.seq().0, event.name().to_owned());
+                        // The live payload, as the stream's other readers see it.
+                        let mut data = serde_json::to_value(&event).unwrap();
+                        data.as_object_mut().unwrap().remove("type");
                         sink.lock().unwrap().events.push((seq, name, data));
                         tx.send_replace(seq);
                     }

@@ -23,6 +23,7 @@ use wecare_client::{
     BackoffConfig, Driver, DriverConfig, DriverConnection, Fix, TokenError, Watcher, WatcherConfig, WatcherConnection,
     WatcherEvent,
 };
+use wecare_proto::payload::StreamEvent;
 
 const DRIVERS: usize = 10;
 const PERIOD: Duration = Duration::from_millis(200); // 5 Hz
@@ -143,11 +144,9 @@ async fn prove(name: &str, env: &[(&str, &str)], opts: Opts, script: impl AsyncF
                     WatcherEvent::Snapshot { .. } => {
                         snapshots.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                     }
-                    WatcherEvent::Event { name, seq, data } if name == "location:updated" => {
-                        let id = data["id"].as_str().unwrap().to_owned();
-                        unique.insert(id.clone());
-                        let driver = data["driverId"].as_str().unwrap().to_owned();
-                        let outdated = data["outdated"].as_bool().unwrap_or(false);
+                    WatcherEvent::Event(StreamEvent::LocationUpdated(fix)) => {
+                        unique.insert(fix.id.clone());
+                        let (driver, id, seq, outdated) = (fix.driver_id, fix.id, fix.seq.0, fix.outdated);
                         seen.lock().unwrap().push(Seen { driver, id, seq, outdated });
                         seen_count_tx.send_replace(unique.len());
                     }

@@ -59,7 +59,7 @@
 //! while let Some(event) = events.recv().await {
 //!     match event {
 //!         WatcherEvent::Snapshot { drivers, seq, .. } => println!("{} drivers as of {seq}", drivers.len()),
-//!         WatcherEvent::Event { name, seq, data } => println!("{seq} {name}: {data}"),
+//!         WatcherEvent::Event(event) => println!("{} {} about {}", event.seq(), event.name(), event.driver_id()),
 //!         _ => {}
 //!     }
 //! }

@@ -15,6 +15,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 use wecare_proto::event;
+use wecare_proto::payload::{DriversSnapshot, EventsPage, SnapshotDriver, StreamEvent, SyncComplete};
 
 use crate::backoff::{Backoff, BackoffConfig};
 use crate::http::HttpTarget;
@@ -94,6 +95,9 @@ impl WatcherConfig {
 /// What the watcher hands the application, in order.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
+// Moved once through a channel: a Box would cost an allocation per event
+// and keep applications from matching on the event inside.
+#[allow(clippy::large_enum_variant)]
 pub enum WatcherEvent {
     /// Replace the whole state: every known driver as of `seq`. Comes first
     /// on a fresh start, and again whenever the position cannot be resumed
@@ -103,19 +107,12 @@ pub enum WatcherEvent {
         stream_id: String,
         /// The position of the snapshot.
         seq: u64,
-        /// `[{driverId, lat, lng, recordedAt, status, online, lastSeen}, ...]`.
-        drivers: Vec<Value>,
+        /// Every known driver.
+        drivers: Vec<SnapshotDriver>,
     },
     /// A stream event (`location:updated`, `driver:status:updated`,
-    /// `driver:presence`), `seq` = the previous one + 1.
-    Event {
-        /// The event name.
-        name: String,
-        /// Its position.
-        seq: u64,
-        /// The payload as the server sent it.
-        data: Value,
-    },
+    /// `driver:presence`), its `seq` the previous one + 1.
+    Event(StreamEvent),
     /// A resume replayed everything missed; live events follow.
     SyncComplete {
         /// The position the resume started from.
@@ -252,8 +249,6 @@ enum End {
     Shutdown,
 }
 
-const STREAM_EVENTS: [&str; 3] = [event::LOCATION_UPDATED, event::DRIVER_STATUS_UPDATED, event::DRIVER_PRESENCE];
-
 struct Worker {
     config: WatcherConfig,
     cursor: Cursor,
@@ -354,10 +349,16 @@ impl Worker {
                     None
                 }
                 event::AUTH_EXPIRED => Some(End::Lost),
-                event::DRIVERS_SNAPSHOT => self.on_snapshot(&data).await,
-                event::SYNC_COMPLETE => self.on_sync_complete(&data).await,
-                n if STREAM_EVENTS.contains(&n) => self.on_stream_event(name, data).await,
-                _ => None,
+                event::DRIVERS_SNAPSHOT => self.on_snapshot(data).await,
+                event::SYNC_COMPLETE => self.on_sync_complete(data).await,
+                n => match StreamEvent::from_live(n, data) {
+                    Ok(Some(event)) => self.on_stream_event(event).await,
+                    Ok(None) => None,
+                    Err(e) => {
+                        warn!(event = n, error = %e, "a stream event that does not read; re-snapshotting");
+                        Some(End::Resnapshot)
+                    }
+                },
             };
             if let Some(end) = step {
                 return end;
@@ -393,33 +394,38 @@ impl Worker {
         None
     }
 
-    async fn on_snapshot(&mut self, data: &Value) -> Option<End> {
-        let stream_id = data.get("streamId").and_then(Value::as_str).unwrap_or_default().to_owned();
-        let seq = data.get("seq").and_then(Value::as_u64).unwrap_or(0);
-        let drivers = data.get("drivers").and_then(Value::as_array).cloned().unwrap_or_default();
-        self.cursor = Cursor { stream_id: Some(stream_id.clone()), last_seq: Some(seq) };
-        self.deliver(WatcherEvent::Snapshot { stream_id, seq, drivers }).await
+    async fn on_snapshot(&mut self, data: Value) -> Option<End> {
+        let snapshot: DriversSnapshot = match serde_json::from_value(data) {
+            Ok(s) => s,
+            Err(e) => {
+                warn!(error = %e, "a snapshot that does not read; asking again");
+                return Some(End::Resnapshot);
+            }
+        };
+        let DriversSnapshot { stream_id, seq, drivers } = snapshot;
+        self.cursor = Cursor { stream_id: Some(stream_id.clone()), last_seq: Some(seq.0) };
+        self.deliver(WatcherEvent::Snapshot { stream_id, seq: seq.0, drivers }).await
     }
 
-    async fn on_sync_complete(&mut self, data: &Value) -> Option<End> {
-        let stream_id = data.get("streamId").and_then(Value::as_str);
-        if let (Some(theirs), Some(ours)) = (stream_id, &self.cursor.stream_id)
-            && theirs != ours
+    async fn on_sync_complete(&mut self, data: Value) -> Option<End> {
+        let Ok(done) = serde_json::from_value::<SyncComplete>(data) else {
+            warn!("a sync:complete that does not read; ignored");
+            return None;
+        };
+        if let Some(ours) = &self.cursor.stream_id
+            && done.stream_id != *ours
         {
-            debug!(theirs, ours, "stream changed; re-snapshotting");
+            debug!(theirs = done.stream_id, ours, "stream changed; re-snapshotting");
             return Some(End::Resnapshot);
         }
-        if let Some(theirs) = stream_id {
-            self.cursor.stream_id = Some(theirs.to_owned());
-        }
-        let num = |k: &str| data.get(k).and_then(Value::as_u64).unwrap_or(0);
+        self.cursor.stream_id = Some(done.stream_id);
         let ev =
-            WatcherEvent::SyncComplete { from_seq: num("fromSeq"), to_seq: num("toSeq"), replayed: num("replayed") };
+            WatcherEvent::SyncComplete { from_seq: done.from_seq.0, to_seq: done.to_seq.0, replayed: done.replayed };
         self.deliver(ev).await
     }
 
-    async fn on_stream_event(&mut self, name: String, data: Value) -> Option<End> {
-        let seq = data.get("seq").and_then(Value::as_u64)?;
+    async fn on_stream_event(&mut self, event: StreamEvent) -> Option<End> {
+        let seq = event.seq().0;
         match self.cursor.last_seq {
             Some(last) if seq <= last => return None,
             Some(last) if seq > last + 1 => {
@@ -429,7 +435,7 @@ impl Worker {
             _ => {}
         }
         self.cursor.last_seq = Some(seq);
-        self.deliver(WatcherEvent::Event { name, seq, data }).await
+        self.deliver(WatcherEvent::Event(event)).await
     }
 
     async fn reset_cursor(&mut self) {
@@ -484,7 +490,7 @@ impl Worker {
     async fn poll_once(&mut self, budget: Duration) -> Result<Option<End>, String> {
         let (Some(last_seq), Some(stream_id)) = (self.cursor.last_seq, self.cursor.stream_id.clone()) else {
             let latest = self.get("/api/realtime/latest", Duration::from_secs(15)).await?;
-            return Ok(self.on_snapshot(&latest).await);
+            return Ok(self.on_snapshot(latest).await);
         };
         let wait = self.config.long_poll_wait.min(budget);
         let path = format!(
@@ -493,19 +499,17 @@ impl Worker {
             wait.as_millis()
         );
         let page = self.get(&path, wait + Duration::from_secs(10)).await?;
-        let same_stream = page.get("streamId").and_then(Value::as_str) == Some(stream_id.as_str());
-        if page.get("gap").and_then(Value::as_bool) == Some(true) || !same_stream {
+        // Events one by one: a kind this client does not know is skipped,
+        // not a reason to drop the page.
+        let page: EventsPage<Vec<Value>> = serde_json::from_value(page).map_err(|e| format!("an events page: {e}"))?;
+        if page.gap || page.stream_id != stream_id {
             return Ok(Some(End::Resnapshot));
         }
-        for mut ev in page.get("events").and_then(Value::as_array).cloned().unwrap_or_default() {
-            let name = match ev.as_object_mut().and_then(|m| m.remove("type")) {
-                Some(Value::String(name)) => name,
-                _ => continue,
-            };
-            if !STREAM_EVENTS.contains(&name.as_str()) {
+        for ev in page.events {
+            let Ok(event) = serde_json::from_value::<StreamEvent>(ev) else {
                 continue;
-            }
-            if let Some(end) = self.on_stream_event(name, ev).await {
+            };
+            if let Some(end) = self.on_stream_event(event).await {
                 return Ok(Some(end));
             }
         }

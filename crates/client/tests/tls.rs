@@ -21,6 +21,7 @@ use wecare_client::{
     BackoffConfig, CertificateProblem, ClientError, ConnectOptions, Driver, DriverConfig, DriverConnection, Fix,
     SocketClient, TlsConfig, Watcher, WatcherConfig, WatcherConnection, WatcherEvent,
 };
+use wecare_proto::payload::StreamEvent;
 
 fn upstream(server: &TestServer) -> SocketAddr {
     server.addr
@@ -60,10 +61,8 @@ async fn next(events: &mut mpsc::Receiver<WatcherEvent>) -> WatcherEvent {
 async fn receive_all(events: &mut mpsc::Receiver<WatcherEvent>, want: &HashSet<String>) {
     let mut seen = HashSet::new();
     while !want.is_subset(&seen) {
-        if let WatcherEvent::Event { name, data, .. } = next(events).await
-            && name == "location:updated"
-        {
-            seen.insert(data["id"].as_str().unwrap().to_owned());
+        if let WatcherEvent::Event(StreamEvent::LocationUpdated(fix)) = next(events).await {
+            seen.insert(fix.id);
         }
     }
 }

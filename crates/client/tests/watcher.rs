@@ -13,6 +13,7 @@ use tokio::sync::mpsc;
 use wecare_client::{
     BackoffConfig, Driver, DriverConfig, Fix, Watcher, WatcherConfig, WatcherConnection, WatcherEvent,
 };
+use wecare_proto::payload::StreamEvent;
 
 fn fast_backoff() -> BackoffConfig {
     BackoffConfig { base: Duration::from_millis(50), cap: Duration::from_millis(300) }
@@ -48,11 +49,11 @@ async fn collect_until(
 ) -> u64 {
     while !want.iter().all(|id| seen.contains(id)) {
         match next(events).await {
-            WatcherEvent::Event { name, seq, data } => {
-                assert_eq!(seq, last + 1, "no gap, no duplicate");
-                last = seq;
-                if name == "location:updated" {
-                    seen.push(data["id"].as_str().unwrap().to_owned());
+            WatcherEvent::Event(event) => {
+                assert_eq!(event.seq().0, last + 1, "no gap, no duplicate");
+                last = event.seq().0;
+                if let StreamEvent::LocationUpdated(fix) = event {
+                    seen.push(fix.id);
                 }
             }
             WatcherEvent::SyncComplete { to_seq, .. } => assert_eq!(to_seq, last),

@@ -21,6 +21,8 @@
 pub mod error;
 pub mod event;
 mod ids;
+#[allow(missing_docs)] // field names are the contract's, documented in docs/protocol.md
+pub mod payload;
 mod seq;
 mod status;
 #[cfg(test)]

@@ -3,6 +3,10 @@
 //! below fails — so a code, status or event name changed here cannot drift
 //! from the TypeScript that the compiler then checks the web client against.
 //!
+//! The payload interfaces (`web/src/client/payloads.gen.ts`) are made the
+//! same way from [`crate::payload`]'s types, by ts-rs (a test-only
+//! dependency: nothing of it is in the binaries).
+//!
 //! Regenerate: `WECARE_WRITE_TS=1 cargo test -p wecare-proto typescript`.
 
 use std::fmt::Write;
@@ -10,6 +14,7 @@ use std::fmt::Write;
 use crate::{DriverStatus, ErrorCode, NAMESPACE, event};
 
 const FILE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../web/src/client/wire.gen.ts");
+const PAYLOADS_FILE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../web/src/client/payloads.gen.ts");
 
 /// `(TypeScript name, wire name)` of the events each side sends.
 const SERVER_EVENTS: [(&str, &str); 8] = [
@@ -82,6 +87,52 @@ pub(crate) fn render() -> String {
     out
 }
 
+/// The payload interfaces' file: every type of [`crate::payload`], in
+/// dependency order, exported.
+pub(crate) fn render_payloads() -> String {
+    use ts_rs::TS;
+
+    use crate::payload::*;
+    let cfg = ts_rs::Config::default();
+    let decls = [
+        OkStatus::decl(&cfg),
+        ErrorStatus::decl(&cfg),
+        LocationUpdated::decl(&cfg),
+        DriverStatusUpdated::decl(&cfg),
+        DriverPresence::decl(&cfg),
+        SnapshotDriver::decl(&cfg),
+        DriversSnapshot::decl(&cfg),
+        SyncComplete::decl(&cfg),
+        AuthExpiring::decl(&cfg),
+        AuthExpired::decl(&cfg),
+        WireError::decl(&cfg),
+        ErrorAck::decl(&cfg),
+        LocationOkAck::decl(&cfg),
+        LocationResult::decl(&cfg),
+        BatchAck::decl(&cfg),
+        RefusedBatch::decl(&cfg),
+        RefreshOk::decl(&cfg),
+        StreamEvent::decl(&cfg),
+        EventsPage::<Vec<StreamEvent>>::decl(&cfg),
+        Track::<Vec<LocationUpdated>>::decl(&cfg),
+        LocationFix::decl(&cfg),
+        Notified::decl(&cfg),
+        RevokedBody::decl(&cfg),
+        LoggedOut::decl(&cfg),
+    ];
+    let mut out = String::from(
+        "// Generated from crates/proto (src/payload.rs, by src/typescript.rs) — do not edit.\n\
+         // Regenerate: WECARE_WRITE_TS=1 cargo test -p wecare-proto typescript\n\n\
+         import type { DriverStatus, ErrorCode } from './wire.gen';\n\n\
+         /** ISO-8601 UTC with milliseconds, as every time the server sends. */\n\
+         export type IsoTime = string;\n",
+    );
+    for decl in decls {
+        let _ = writeln!(out, "\nexport {decl}");
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -97,6 +148,21 @@ mod tests {
         assert!(
             have == want,
             "web/src/client/wire.gen.ts is not what crates/proto says: run \
+             `WECARE_WRITE_TS=1 cargo test -p wecare-proto typescript` and commit the file"
+        );
+    }
+
+    #[test]
+    fn the_web_clients_payload_interfaces_are_generated_from_this_crate() {
+        let want = render_payloads();
+        if std::env::var_os("WECARE_WRITE_TS").is_some() {
+            std::fs::write(PAYLOADS_FILE, &want).expect("writing payloads.gen.ts");
+            return;
+        }
+        let have = std::fs::read_to_string(PAYLOADS_FILE).unwrap_or_default();
+        assert!(
+            have == want,
+            "web/src/client/payloads.gen.ts is not what crates/proto says: run \
              `WECARE_WRITE_TS=1 cargo test -p wecare-proto typescript` and commit the file"
         );
     }

@@ -12,12 +12,25 @@ const T0 = Date.parse('2026-01-16T08:30:00.000Z');
 
 function fix(seq: number): StreamEvent {
   const t = new Date(T0 + seq).toISOString();
-  return { type: ServerEvent.LocationUpdated, seq, id: `f${seq}`, driverId: 'd1', lat: 13, lng: 100, recordedAt: t, timestamp: t, outdated: false };
+  return {
+    type: ServerEvent.LocationUpdated,
+    seq,
+    id: `f${seq}`,
+    driverId: 'd1',
+    lat: 13,
+    lng: 100,
+    latitude: 13,
+    longitude: 100,
+    recordedAt: t,
+    lastUpdated: t,
+    timestamp: t,
+    outdated: false,
+  };
 }
 
 function page(from: number, n: number): EventsPage {
   const events = Array.from({ length: n }, (_, i) => fix(from + i));
-  return { streamId: 'S', events, lastSeq: from + n - 1, gap: false };
+  return { status: 'ok', streamId: 'S', events, lastSeq: from + n - 1, gap: false };
 }
 
 const json = (body: unknown, status = 200) => new Response(JSON.stringify(body), { status, headers: { 'content-type': 'application/json' } });

@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { MemoryOutbox } from '../../src/client/outbox';
 import { Sender } from '../../src/client/sender';
-import type { LocationFix, LocationResult } from '../../src/client/events';
+import type { ErrorCode, LocationFix, LocationResult } from '../../src/client/events';
 
 const T0 = Date.parse('2026-01-16T08:30:00.000Z');
 const fix = (i: number) => ({ lat: 13.7 + i * 0.001, lng: 100.5, recordedAt: T0 + i * 1000 });
@@ -18,7 +18,7 @@ const ok = (f: LocationFix, seq: number, duplicate = false): LocationResult => (
   timestamp: new Date(T0).toISOString(),
   duplicate,
 });
-const err = (code: string, retryable: boolean): LocationResult => ({ status: 'error', code, message: code.toLowerCase(), retryable });
+const err = (code: string, retryable: boolean): LocationResult => ({ status: 'error', code: code as ErrorCode, message: code.toLowerCase(), retryable });
 
 /** A fake transport: records every batch, answers with `answer(batch, call)`. */
 function fakeTransport(answer: (batch: LocationFix[], call: number) => LocationResult[] | Error) {

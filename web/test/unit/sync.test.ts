@@ -29,7 +29,10 @@ function fix(
     driverId,
     lat,
     lng,
+    latitude: lat,
+    longitude: lng,
     recordedAt: iso(recordedAtMs),
+    lastUpdated: iso(recordedAtMs),
     timestamp: iso(T0 + seq),
     outdated,
     ...(status === null ? {} : { status }),
@@ -71,13 +74,13 @@ test('a stream event before any position asks for a snapshot', () => {
 test('an events page with gap:true or another streamId asks for a re-snapshot', () => {
   const s = new StreamSync();
   s.applySnapshot(snapshot('A', 3));
-  assert.deepEqual(s.applyPage({ streamId: 'A', events: [], lastSeq: 3, gap: true }), { kind: 'resync', reason: 'gap' });
-  assert.deepEqual(s.applyPage({ streamId: 'B', events: [fix(4, 'd', 0, 0, T0)], lastSeq: 4, gap: false }), {
+  assert.deepEqual(s.applyPage({ status: 'ok', streamId: 'A', events: [], lastSeq: 3, gap: true }), { kind: 'resync', reason: 'gap' });
+  assert.deepEqual(s.applyPage({ status: 'ok', streamId: 'B', events: [fix(4, 'd', 0, 0, T0)], lastSeq: 4, gap: false }), {
     kind: 'resync',
     reason: 'new-stream',
   });
   assert.equal(s.lastSeq, 3);
-  assert.deepEqual(s.applyPage({ streamId: 'A', events: [fix(3, 'd', 0, 0, T0), fix(4, 'd', 0, 0, T0)], lastSeq: 4, gap: false }), {
+  assert.deepEqual(s.applyPage({ status: 'ok', streamId: 'A', events: [fix(3, 'd', 0, 0, T0), fix(4, 'd', 0, 0, T0)], lastSeq: 4, gap: false }), {
     kind: 'applied',
   });
   assert.equal(s.lastSeq, 4);

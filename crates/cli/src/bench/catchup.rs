@@ -8,19 +8,14 @@ use anyhow::{Context, bail};
 use serde::Deserialize;
 use tokio::time::Instant;
 use wecare_client::{ConnectOptions, EventMode, ServerEvent, SocketClient};
+use wecare_proto::event;
+use wecare_proto::payload::SyncComplete;
 
 use super::{CatchUpConfig, mint_token, spinner};
 
 #[derive(Deserialize)]
 struct SeqOnly {
     seq: Option<u64>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct SyncComplete {
-    to_seq: u64,
-    replayed: u64,
 }
 
 /// Runs the catch-up bench and prints its report.
@@ -40,7 +35,7 @@ pub(super) async fn run(config: CatchUpConfig) -> anyhow::Result<()> {
     loop {
         let event = tokio::time::timeout_at(deadline, events.recv()).await.context("no sync:complete in 600 s")?;
         match event {
-            Some(ServerEvent::Raw(raw)) if raw.name() == "sync:complete" => {
+            Some(ServerEvent::Raw(raw)) if raw.name() == event::SYNC_COMPLETE => {
                 let done: SyncComplete = raw.parse_data().context("sync:complete payload")?;
                 let elapsed = started.elapsed();
                 bar.finish_and_clear();
@@ -48,17 +43,17 @@ pub(super) async fn run(config: CatchUpConfig) -> anyhow::Result<()> {
                 println!(
                     "catch-up from seq {} to {}: {} events in {:.2} s ({rate:.0} events/s)",
                     config.from,
-                    done.to_seq,
+                    done.to_seq.0,
                     received,
                     elapsed.as_secs_f64()
                 );
                 println!(
                     "in order, no gap    {}",
-                    if received == done.replayed && last == done.to_seq { "yes" } else { "NO" }
+                    if received == done.replayed && last == done.to_seq.0 { "yes" } else { "NO" }
                 );
                 return Ok(());
             }
-            Some(ServerEvent::Raw(raw)) if raw.name() == "drivers:snapshot" => {
+            Some(ServerEvent::Raw(raw)) if raw.name() == event::DRIVERS_SNAPSHOT => {
                 bail!("the server sent a snapshot: lastSeq {} is older than retention or beyond the head", config.from)
             }
             Some(ServerEvent::Raw(raw)) => {

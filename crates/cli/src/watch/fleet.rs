@@ -4,10 +4,10 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use serde_json::Value;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use wecare_client::WatcherEvent;
+use wecare_proto::payload::StreamEvent;
 
 /// What is known about one driver.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -26,24 +26,8 @@ pub(crate) struct Fleet {
     pub(crate) seq: u64,
 }
 
-fn text(v: &Value, key: &str) -> Option<String> {
-    match v.get(key)? {
-        Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    }
-}
-
-fn time_of(v: &Value, key: &str) -> Option<OffsetDateTime> {
-    match v.get(key)? {
-        Value::String(s) => OffsetDateTime::parse(s, &Rfc3339).ok(),
-        Value::Number(n) => OffsetDateTime::from_unix_timestamp_nanos(i128::from(n.as_i64()?) * 1_000_000).ok(),
-        _ => None,
-    }
-}
-
-fn position(v: &Value) -> Option<(f64, f64)> {
-    Some((v.get("lat")?.as_f64()?, v.get("lng")?.as_f64()?))
+fn time_of(iso: &str) -> Option<OffsetDateTime> {
+    OffsetDateTime::parse(iso, &Rfc3339).ok()
 }
 
 impl Fleet {
@@ -54,34 +38,31 @@ impl Fleet {
                 self.drivers.clear();
                 self.seq = *seq;
                 for d in drivers {
-                    let Some(id) = text(d, "driverId") else { continue };
                     let row = Row {
-                        position: position(d),
-                        recorded_at: time_of(d, "recordedAt"),
-                        status: text(d, "status"),
-                        online: d.get("online").and_then(Value::as_bool),
+                        position: d.lat.zip(d.lng),
+                        recorded_at: d.recorded_at.as_deref().and_then(time_of),
+                        status: d.status.map(|s| s.as_str().to_owned()),
+                        online: Some(d.online),
                     };
-                    self.drivers.insert(id, row);
+                    self.drivers.insert(d.driver_id.clone(), row);
                 }
             }
-            WatcherEvent::Event { name, seq, data } => {
-                self.seq = *seq;
-                let Some(id) = text(data, "driverId") else { return };
-                let row = self.drivers.entry(id).or_default();
-                match name.as_str() {
-                    "location:updated" => {
-                        if let Some(s) = text(data, "status") {
-                            row.status = Some(s);
+            WatcherEvent::Event(event) => {
+                self.seq = event.seq().0;
+                let row = self.drivers.entry(event.driver_id().to_owned()).or_default();
+                match event {
+                    StreamEvent::LocationUpdated(fix) => {
+                        if let Some(s) = fix.status {
+                            row.status = Some(s.as_str().to_owned());
                         }
                         // An outdated fix belongs on the trail, not on the marker.
-                        if data.get("outdated").and_then(Value::as_bool) != Some(true) {
-                            row.position = position(data).or(row.position);
-                            row.recorded_at = time_of(data, "recordedAt").or(row.recorded_at);
+                        if !fix.outdated {
+                            row.position = Some((fix.lat, fix.lng));
+                            row.recorded_at = time_of(&fix.recorded_at).or(row.recorded_at);
                         }
                     }
-                    "driver:status:updated" => row.status = text(data, "status"),
-                    "driver:presence" => row.online = data.get("online").and_then(Value::as_bool),
-                    _ => {}
+                    StreamEvent::DriverStatusUpdated(e) => row.status = Some(e.status.as_str().to_owned()),
+                    StreamEvent::DriverPresence(e) => row.online = Some(e.online),
                 }
             }
             _ => {}
@@ -123,29 +104,29 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    fn event(data: serde_json::Value) -> WatcherEvent {
+        WatcherEvent::Event(serde_json::from_value(data).unwrap())
+    }
+
     #[test]
     fn snapshot_then_events_update_the_rows() {
         let mut fleet = Fleet::default();
-        fleet.apply(&WatcherEvent::Snapshot {
-            stream_id: "s".to_owned(),
-            seq: 5,
-            drivers: vec![json!({"driverId": "d1", "lat": 13.7, "lng": 100.5,
-                "recordedAt": "2026-01-16T08:30:00.000Z", "status": "AVAILABLE", "online": true, "lastSeen": null})],
-        });
-        let event = |name: &str, seq, data| WatcherEvent::Event { name: name.to_owned(), seq, data };
-        fleet.apply(&event(
-            "location:updated",
-            6,
-            json!({"driverId": "d1", "lat": 13.8, "lng": 100.6,
-            "recordedAt": "2026-01-16T08:30:10.000Z", "status": "ON_TRIP", "outdated": false}),
-        ));
-        fleet.apply(&event(
-            "location:updated",
-            7,
-            json!({"driverId": "d1", "lat": 1.0, "lng": 1.0,
-            "recordedAt": "2026-01-16T08:00:00.000Z", "status": "ON_TRIP", "outdated": true}),
-        ));
-        fleet.apply(&event("driver:presence", 8, json!({"driverId": 7, "online": false})));
+        let snapshot: wecare_proto::payload::DriversSnapshot = serde_json::from_value(json!({
+            "streamId": "s", "seq": 5,
+            "drivers": [{"driverId": "d1", "lat": 13.7, "lng": 100.5, "recordedAt": "2026-01-16T08:30:00.000Z",
+                "status": "AVAILABLE", "online": true, "lastSeen": "2026-01-16T08:30:00.000Z"}],
+        }))
+        .unwrap();
+        fleet.apply(&WatcherEvent::Snapshot { stream_id: snapshot.stream_id, seq: 5, drivers: snapshot.drivers });
+        let fix = |seq: u64, lat: f64, at: &str, outdated: bool| {
+            event(json!({"type": "location:updated", "seq": seq, "id": format!("f{seq}"), "driverId": "d1",
+                "lat": lat, "lng": 100.6, "latitude": lat, "longitude": 100.6, "recordedAt": at, "lastUpdated": at,
+                "timestamp": at, "status": "ON_TRIP", "outdated": outdated}))
+        };
+        fleet.apply(&fix(6, 13.8, "2026-01-16T08:30:10.000Z", false));
+        fleet.apply(&fix(7, 1.0, "2026-01-16T08:00:00.000Z", true));
+        fleet.apply(&event(json!({"type": "driver:presence", "seq": 8, "driverId": "7", "online": false,
+            "timestamp": "2026-01-16T08:30:10.000Z"})));
         let d1 = &fleet.drivers["d1"];
         assert_eq!(d1.position, Some((13.8, 100.6)), "an outdated fix does not move the marker");
         assert_eq!(d1.status.as_deref(), Some("ON_TRIP"));

@@ -3,9 +3,8 @@
 
 use std::sync::Arc;
 
-use serde::Serialize;
 use serde_json::value::RawValue;
-use wecare_proto::{DriverId, DriverStatus, MessageId, Seq, event};
+use wecare_proto::{DriverId, DriverStatus, MessageId, Seq, event, payload};
 
 use crate::clock::{Millis, iso};
 use crate::domain::validate::{Fix, StatusChange};
@@ -170,59 +169,6 @@ pub(crate) struct Derived {
     pub(crate) current_status: Option<DriverStatus>,
 }
 
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct LocationUpdated<'a> {
-    seq: Seq,
-    id: &'a str,
-    driver_id: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    driver_email: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    driver_name: Option<&'a str>,
-    lat: f64,
-    lng: f64,
-    /// v1.2: `lat`/`lng`/`recordedAt` again under the names of the deployed
-    /// Map Command page's rows, which it merges events into.
-    latitude: f64,
-    longitude: f64,
-    recorded_at: &'a str,
-    last_updated: &'a str,
-    timestamp: String,
-    /// v1.3: absent until the driver reported a status.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    status: Option<DriverStatus>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    accuracy: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    heading: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    speed: Option<f64>,
-    outdated: bool,
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    adjusted: bool,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct StatusUpdated<'a> {
-    seq: Seq,
-    driver_id: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    driver_email: Option<&'a str>,
-    status: DriverStatus,
-    timestamp: String,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Presence<'a> {
-    seq: Seq,
-    driver_id: &'a str,
-    online: bool,
-    timestamp: String,
-}
-
 /// A committed event in typed form: what the store keeps (issue 17: typed
 /// columns, not the wire JSON) and what its watcher payload is rendered
 /// from, live and on every replay — so events stored by any version replay
@@ -313,18 +259,18 @@ pub(crate) fn encode(rec: &EventRecord) -> StreamEvent {
     let json = match &rec.what {
         Recorded::Location(l) => {
             let recorded_at = iso(l.recorded_at);
-            serde_json::to_string(&LocationUpdated {
+            serde_json::to_string(&payload::LocationUpdated {
                 seq,
-                id: rec.id.as_str(),
-                driver_id,
-                driver_email: rec.email.as_deref(),
-                driver_name: rec.name.as_deref(),
+                id: rec.id.as_str().to_string(),
+                driver_id: driver_id.to_string(),
+                driver_email: rec.email.clone(),
+                driver_name: rec.name.clone(),
                 lat: l.lat,
                 lng: l.lng,
                 latitude: l.lat,
                 longitude: l.lng,
-                recorded_at: &recorded_at,
-                last_updated: &recorded_at,
+                recorded_at: recorded_at.clone(),
+                last_updated: recorded_at,
                 timestamp,
                 status: l.status,
                 accuracy: l.accuracy,
@@ -334,16 +280,19 @@ pub(crate) fn encode(rec: &EventRecord) -> StreamEvent {
                 adjusted: l.adjusted,
             })
         }
-        Recorded::Status(status) => serde_json::to_string(&StatusUpdated {
+        Recorded::Status(status) => serde_json::to_string(&payload::DriverStatusUpdated {
             seq,
-            driver_id,
-            driver_email: rec.email.as_deref(),
+            driver_id: driver_id.to_string(),
+            driver_email: rec.email.clone(),
             status: *status,
             timestamp,
         }),
-        Recorded::Presence { online } => {
-            serde_json::to_string(&Presence { seq, driver_id, online: *online, timestamp })
-        }
+        Recorded::Presence { online } => serde_json::to_string(&payload::DriverPresence {
+            seq,
+            driver_id: driver_id.to_string(),
+            online: *online,
+            timestamp,
+        }),
     };
     let json = json.expect("event structs always serialize");
     StreamEvent::from_json(seq, rec.what.kind(), json)
@@ -357,6 +306,48 @@ mod tests {
     fn typed_json_prefixes_the_event_name() {
         let ev = StreamEvent::from_json(Seq(3), EventKind::Presence, r#"{"seq":3}"#.into());
         assert_eq!(ev.typed_json(), r#"{"type":"driver:presence","seq":3}"#);
+    }
+
+    /// What the server sends reads back as the wire type the clients
+    /// decode into, live and in a page (`type` added).
+    #[test]
+    fn every_event_reads_back_as_its_wire_payload() {
+        let base = |what| EventRecord {
+            seq: Seq(9),
+            driver: DriverId::new("amb-1"),
+            email: Some("a@x".into()),
+            name: Some("Ann".into()),
+            id: MessageId::parse("m-9").unwrap(),
+            received: 1_765_000_000_250,
+            what,
+        };
+        let fix = Located {
+            lat: 13.75,
+            lng: 100.5,
+            recorded_at: 1_765_000_000_000,
+            accuracy: Some(5.0),
+            heading: None,
+            speed: None,
+            adjusted: true,
+            outdated: false,
+            status: Some(DriverStatus::OnTrip),
+        };
+        for what in [Recorded::Location(fix), Recorded::Status(DriverStatus::Busy), Recorded::Presence { online: true }]
+        {
+            let ev = encode(&base(what.clone()));
+            let paged: payload::StreamEvent = serde_json::from_str(&ev.typed_json()).unwrap();
+            assert_eq!(paged.name(), ev.kind.name());
+            let live = payload::StreamEvent::from_live(ev.kind.name(), serde_json::from_str(ev.json.get()).unwrap());
+            assert_eq!(live.unwrap(), Some(paged.clone()));
+            assert_eq!((paged.seq(), paged.driver_id()), (Seq(9), "amb-1"));
+            if let payload::StreamEvent::LocationUpdated(l) = paged {
+                assert_eq!(
+                    (l.latitude, l.last_updated.as_str(), l.adjusted),
+                    (13.75, "2025-12-06T05:46:40.000Z", true)
+                );
+                assert_eq!((l.driver_name.as_deref(), l.status), (Some("Ann"), Some(DriverStatus::OnTrip)));
+            }
+        }
     }
 
     #[test]

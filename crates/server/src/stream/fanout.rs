@@ -19,13 +19,12 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
 use socketioxide::extract::SocketRef;
 use socketioxide::socket::Sid;
 use socketioxide::{SendError, SocketError};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
-use wecare_proto::{Seq, event};
+use wecare_proto::{Seq, event, payload};
 
 use super::StreamDeps;
 use crate::domain::event::SharedEvent;
@@ -83,15 +82,6 @@ pub(crate) enum Joined {
         cursor: Seq,
         sent: u64,
     },
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct SyncComplete<'a> {
-    stream_id: &'a str,
-    from_seq: Seq,
-    to_seq: Seq,
-    replayed: u64,
 }
 
 struct LiveWatcher {
@@ -243,8 +233,8 @@ impl Fanout {
         }
         self.deps.metrics.events_out.fetch_add(sent, Relaxed);
         if let Some(p) = sync {
-            let done = SyncComplete {
-                stream_id: self.deps.log.stream_id(),
+            let done = payload::SyncComplete {
+                stream_id: self.deps.log.stream_id().to_string(),
                 from_seq: p.from,
                 to_seq: cursor,
                 replayed: p.replayed + sent,

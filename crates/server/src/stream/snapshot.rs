@@ -3,9 +3,9 @@
 
 use std::sync::{Arc, Mutex};
 
-use serde::Serialize;
 use serde_json::value::RawValue;
-use wecare_proto::{DriverStatus, Seq};
+use wecare_proto::Seq;
+use wecare_proto::payload::{DriversSnapshot, SnapshotDriver};
 
 use crate::clock::iso;
 use crate::storage::{EventLog, Snapshot, StorageError};
@@ -70,36 +70,13 @@ impl SnapshotCache {
     }
 }
 
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub(crate) struct DriverEntry {
-    driver_id: String,
-    lat: Option<f64>,
-    lng: Option<f64>,
-    recorded_at: Option<String>,
-    /// v1.3: absent until the driver reported a status.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    status: Option<DriverStatus>,
-    online: bool,
-    last_seen: String,
-}
-
-/// `{ streamId, seq, drivers: [...] }`.
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub(crate) struct SnapshotPayload {
-    stream_id: String,
-    pub(crate) seq: Seq,
-    drivers: Vec<DriverEntry>,
-}
-
 /// The snapshot as of `snap.seq`; `online` is what the stream said up to
 /// that `seq`, so a snapshot and the events after it always agree.
-pub(crate) fn payload(stream_id: &str, snap: Snapshot) -> SnapshotPayload {
-    let mut drivers: Vec<DriverEntry> = snap
+pub(crate) fn payload(stream_id: &str, snap: Snapshot) -> DriversSnapshot {
+    let mut drivers: Vec<SnapshotDriver> = snap
         .drivers
         .into_iter()
-        .map(|(id, s)| DriverEntry {
+        .map(|(id, s)| SnapshotDriver {
             online: s.online,
             driver_id: id.as_str().to_string(),
             lat: s.position.map(|p| p.lat),
@@ -110,5 +87,5 @@ pub(crate) fn payload(stream_id: &str, snap: Snapshot) -> SnapshotPayload {
         })
         .collect();
     drivers.sort_by(|a, b| a.driver_id.cmp(&b.driver_id));
-    SnapshotPayload { stream_id: stream_id.to_string(), seq: snap.seq, drivers }
+    DriversSnapshot { stream_id: stream_id.to_string(), seq: snap.seq, drivers }
 }

@@ -7,15 +7,15 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use wecare_proto::ErrorCode;
 
-use super::ack::ErrorBody;
 use crate::domain::auth::AuthError;
 use crate::domain::validate::Rejection;
+use wecare_proto::payload::ErrorAck;
 
 /// A REST refusal: status plus the contract's error body.
 #[derive(Debug)]
 pub(crate) struct ApiError {
     status: StatusCode,
-    body: ErrorBody,
+    body: ErrorAck,
 }
 
 /// Seconds a client should wait before retrying a refusal with `code`
@@ -50,7 +50,7 @@ pub(crate) fn refusal(code: ErrorCode, body: &impl serde::Serialize) -> Response
 impl ApiError {
     pub(crate) fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         let code = rest_code(code);
-        Self { status: status_of(code), body: ErrorBody::new(code, message) }
+        Self { status: status_of(code), body: ErrorAck::new(code, message) }
     }
 
     pub(crate) fn payload(message: impl Into<String>) -> Self {
@@ -58,17 +58,17 @@ impl ApiError {
     }
 
     pub(crate) fn status(status: StatusCode, code: ErrorCode, message: &str) -> Self {
-        Self { status, body: ErrorBody::new(code, message) }
+        Self { status, body: ErrorAck::new(code, message) }
     }
 
     pub(crate) fn not_found() -> Self {
-        Self { status: StatusCode::NOT_FOUND, body: ErrorBody::new(ErrorCode::InvalidPayload, "no such route") }
+        Self { status: StatusCode::NOT_FOUND, body: ErrorAck::new(ErrorCode::InvalidPayload, "no such route") }
     }
 
     pub(crate) fn too_large() -> Self {
         Self {
             status: StatusCode::PAYLOAD_TOO_LARGE,
-            body: ErrorBody::new(ErrorCode::InvalidPayload, "body over 1 MiB"),
+            body: ErrorAck::new(ErrorCode::InvalidPayload, "body over 1 MiB"),
         }
     }
 }

@@ -1,10 +1,9 @@
 //! A page of the stream as `events:sync` and `GET /api/realtime/events`
 //! return it: `{ status, streamId, events: [{type, ...}], lastSeq, gap }`.
 
-use serde::Serialize;
 use serde_json::Value;
 use serde_json::value::RawValue;
-use wecare_proto::{ErrorCode, Seq};
+use wecare_proto::{ErrorCode, Seq, payload};
 
 use crate::domain::validate::Rejection;
 use crate::storage::{EventLog, StorageError};
@@ -58,21 +57,18 @@ impl SyncQuery {
     }
 }
 
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub(crate) struct EventsPage {
-    status: &'static str,
-    stream_id: String,
-    events: Box<RawValue>,
-    last_seq: Seq,
-    gap: bool,
-}
+/// A page as it is sent: the events already encoded (each once, when it
+/// was committed or read).
+pub(crate) type EventsPage = payload::EventsPage<Box<RawValue>>;
 
-impl EventsPage {
+/// Reads pages.
+pub(crate) struct PageReader;
+
+impl PageReader {
     /// The page `q` asks for. A position that means nothing here (another
     /// stream's, or beyond the head of a store that was reset) is answered
     /// from the start with `gap: true`, as one older than retention.
-    pub(crate) async fn read(log: &dyn EventLog, q: &SyncQuery) -> Result<Self, StorageError> {
+    pub(crate) async fn read(log: &dyn EventLog, q: &SyncQuery) -> Result<EventsPage, StorageError> {
         let stream_id = log.stream_id();
         let (page, from_state) = match q.claim.resumable(stream_id) {
             Some(since) => {
@@ -95,19 +91,19 @@ impl EventsPage {
         }
         json.push(']');
         let last_seq = page.events.last().map_or(page.head, |e| e.seq);
-        Ok(Self {
-            status: "ok",
+        Ok(EventsPage {
+            status: payload::OkStatus::Ok,
             stream_id: log.stream_id().to_string(),
             events: RawValue::from_string(json).map_err(|e| StorageError::Corrupt(e.to_string()))?,
             last_seq,
             gap: page.gap || from_state,
         })
     }
+}
 
-    /// No events and no gap: nothing a long-poll would wake a client for.
-    pub(crate) fn is_empty(&self) -> bool {
-        self.events.get() == "[]" && !self.gap
-    }
+/// No events and no gap: nothing a long-poll would wake a client for.
+pub(crate) fn nothing_new(page: &EventsPage) -> bool {
+    page.events.get() == "[]" && !page.gap
 }
 
 #[cfg(test)]

@@ -10,20 +10,21 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::Value;
 use serde_json::value::RawValue;
 use tokio::time::Instant;
 use wecare_proto::{ErrorCode, Seq};
 
-use super::ack::{AckItem, BatchAck, ErrorBody};
+use super::ack;
 use super::error::{ApiError, refusal, rest_code};
-use super::events_page::{EventsPage, SyncQuery, parse_count};
+use super::events_page::{EventsPage, PageReader, SyncQuery, nothing_new, parse_count};
 use crate::app::SharedState;
 use crate::clock::parse_time;
 use crate::domain::auth::{AuthError, Principal};
 use crate::domain::validate::{self, Rejection};
 use crate::transport::socket::SHUTTING_DOWN;
+use wecare_proto::payload::{self, RefusedBatch};
 
 /// Largest accepted body.
 pub(crate) const MAX_BODY: usize = 1024 * 1024;
@@ -137,7 +138,7 @@ async fn post_locations(State(app): State<SharedState>, who: Bearer, JsonBody(bo
             Err(r) => return ApiError::from(&r).into_response(),
         };
         let outcomes = app.ingest.fixes(&who, items).await;
-        return Json(BatchAck::new(&outcomes)).into_response();
+        return Json(ack::batch(&outcomes)).into_response();
     }
     if !body.is_object() {
         return ApiError::payload("body must be one update or { updates: [...] }").into_response();
@@ -147,25 +148,16 @@ async fn post_locations(State(app): State<SharedState>, who: Bearer, JsonBody(bo
     // only `response.ok` does not count a refused fix as delivered.
     let outcomes = app.ingest.fixes(&who, std::slice::from_ref(&body)).await;
     match outcomes.first() {
-        Some(Err(r)) => refusal(rest_code(r.code), &RefusedUpdate::new(r, &outcomes)),
-        _ => Json(BatchAck::new(&outcomes)).into_response(),
+        Some(Err(r)) => refusal(rest_code(r.code), &refused_batch(r, &outcomes)),
+        _ => Json(ack::batch(&outcomes)).into_response(),
     }
 }
 
 /// `{ status: "error", code, message, results: [<the error item>] }`.
-#[derive(Serialize)]
-struct RefusedUpdate<'a> {
-    #[serde(flatten)]
-    error: ErrorBody,
-    results: Vec<AckItem<'a>>,
-}
-
-impl<'a> RefusedUpdate<'a> {
-    fn new(r: &Rejection, outcomes: &'a [crate::ingest::Outcome]) -> Self {
-        Self {
-            error: ErrorBody::new(rest_code(r.code), r.message),
-            results: outcomes.iter().map(AckItem::from).collect(),
-        }
+fn refused_batch(r: &Rejection, outcomes: &[crate::ingest::Outcome]) -> RefusedBatch {
+    RefusedBatch {
+        error: payload::ErrorAck::new(rest_code(r.code), r.message),
+        results: outcomes.iter().map(ack::result).collect(),
     }
 }
 
@@ -179,8 +171,8 @@ async fn post_status(State(app): State<SharedState>, who: Bearer, JsonBody(body)
     };
     let outcome = app.ingest.status(&who, &body).await;
     match &outcome {
-        Ok(_) => Json(AckItem::from(&outcome)).into_response(),
-        Err(r) => refusal(r.code, &AckItem::from(&outcome)),
+        Ok(_) => Json(ack::result(&outcome)).into_response(),
+        Err(r) => refusal(r.code, &ack::result(&outcome)),
     }
 }
 
@@ -218,8 +210,8 @@ async fn get_events(
     loop {
         // Mark the head seen before reading, so a commit after the read wakes us.
         head.borrow_and_update();
-        let page = EventsPage::read(app.stream.log.as_ref(), &query).await?;
-        if !page.is_empty() || Instant::now() >= deadline {
+        let page = PageReader::read(app.stream.log.as_ref(), &query).await?;
+        if !nothing_new(&page) || Instant::now() >= deadline {
             return Ok(Json(page));
         }
         let woke = tokio::select! {
@@ -228,7 +220,7 @@ async fn get_events(
             () = app.drain.requested().cancelled() => false,
         };
         if !woke {
-            return Ok(Json(EventsPage::read(app.stream.log.as_ref(), &query).await?));
+            return Ok(Json(PageReader::read(app.stream.log.as_ref(), &query).await?));
         }
     }
 }
@@ -257,20 +249,12 @@ fn time_param(v: Option<&String>, name: &str) -> Result<Option<i64>, ApiError> {
     .transpose()
 }
 
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Track {
-    status: &'static str,
-    driver_id: String,
-    fixes: Vec<Box<RawValue>>,
-}
-
 async fn get_track(
     State(app): State<SharedState>,
     who: Bearer,
     Path(driver_id): Path<String>,
     Params(params): Params<TrackParams>,
-) -> Result<Json<Track>, ApiError> {
+) -> Result<Json<payload::Track<Vec<Box<RawValue>>>>, ApiError> {
     let who = who.watcher()?;
     app.reads.take(&who.subject).map_err(|r| ApiError::from(&r))?;
     let from = time_param(params.from.as_ref(), "from")?.unwrap_or(0);
@@ -278,7 +262,7 @@ async fn get_track(
     let driver = wecare_proto::DriverId::new(driver_id);
     let events = app.stream.log.track(driver.clone(), from, to, TRACK_LIMIT).await?;
     let fixes = events.iter().filter_map(|e| RawValue::from_string(e.json.get().to_string()).ok()).collect();
-    Ok(Json(Track { status: "ok", driver_id: driver.as_str().to_string(), fixes }))
+    Ok(Json(payload::Track { status: payload::OkStatus::Ok, driver_id: driver.as_str().to_string(), fixes }))
 }
 
 #[derive(Debug, Deserialize)]
@@ -287,12 +271,6 @@ struct NotifyBody {
     event: String,
     #[serde(default)]
     data: Value,
-}
-
-#[derive(Serialize)]
-struct Notified {
-    status: &'static str,
-    delivered: usize,
 }
 
 /// Constant-time equality, so the service secret cannot be guessed byte by byte.
@@ -329,7 +307,7 @@ pub(crate) fn service_secret(app: &SharedState, headers: &axum::http::HeaderMap)
 
 /// `POST /api/realtime/notify`: the WeCare backend's best-effort pushes
 /// (`notification:*`) to `user:<id>` / `role:<role>` rooms (contract §8).
-async fn post_notify(State(app): State<SharedState>, body: Bytes) -> Result<Json<Notified>, ApiError> {
+async fn post_notify(State(app): State<SharedState>, body: Bytes) -> Result<Json<payload::Notified>, ApiError> {
     let body: NotifyBody =
         serde_json::from_slice(&body).map_err(|_| ApiError::payload("expected { rooms, event, data }"))?;
     if !body.event.starts_with("notification:") || body.event.len() > 64 {
@@ -343,7 +321,7 @@ async fn post_notify(State(app): State<SharedState>, body: Bytes) -> Result<Json
     // full is not).
     let data = serde_json::value::to_raw_value(&body.data).map_err(|_| ApiError::payload("data is not JSON"))?;
     let delivered = super::peers::notify(&app, body.rooms, body.event, data).await;
-    Ok(Json(Notified { status: "ok", delivered }))
+    Ok(Json(payload::Notified { status: payload::OkStatus::Ok, delivered: delivered as u64 }))
 }
 
 async fn healthz() -> Json<Value> {

@@ -22,8 +22,8 @@ use socketioxide::handler::{FromMessageParts, Value as WireValue};
 use socketioxide::socket::Socket;
 use wecare_proto::event;
 
-use super::ack::ErrorEvent;
 use crate::domain::validate::Rejection;
+use wecare_proto::payload::WireError;
 
 /// Extractor: the socket and the ack id of the event being handled.
 #[derive(Clone)]
@@ -53,7 +53,7 @@ impl Reply {
             let Ok(ack) = AckSender::from_message_parts(&self.socket, &mut unused, &self.ack_id);
             ack.send(body)
         } else if let Some(r) = failure {
-            self.socket.emit(event::ERROR, &ErrorEvent { code: r.code, message: r.message })
+            self.socket.emit(event::ERROR, &WireError { code: r.code, message: r.message.to_string() })
         } else {
             return true;
         };

@@ -18,7 +18,7 @@ use axum::http::HeaderMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use socketioxide::extract::SocketRef;
-use wecare_proto::NAMESPACE;
+use wecare_proto::{NAMESPACE, payload};
 
 use super::error::ApiError;
 use super::session::{self, Session, SessionRef};
@@ -165,13 +165,6 @@ struct RevokeBody {
     token: Option<String>,
 }
 
-#[derive(Serialize)]
-struct Revoked_ {
-    status: &'static str,
-    /// Sockets this node closed at once (other nodes close theirs too).
-    disconnected: usize,
-}
-
 /// `POST /api/realtime/revoke` (`Authorization: Bearer <NOTIFY_SECRET>`):
 /// `{ userId }` revokes every token of that user issued at or before this
 /// second, `{ token }` that token; both until they expire, across restarts
@@ -196,12 +189,7 @@ pub(crate) async fn post_revoke(State(app): State<SharedState>, body: Bytes) -> 
         _ => return Err(ApiError::payload("expected { userId } or { token }")),
     };
     let disconnected = remember(&app, revocation).await?;
-    Ok(Json(Revoked_ { status: "ok", disconnected }))
-}
-
-#[derive(Serialize)]
-struct LoggedOut {
-    status: &'static str,
+    Ok(Json(payload::RevokedBody { status: payload::OkStatus::Ok, disconnected: disconnected as u64 }))
 }
 
 /// `POST /api/realtime/logout` with the user's own bearer (contract v1.3
@@ -221,7 +209,7 @@ pub(crate) async fn post_logout(
     let revocation =
         Revocation { what: Revoked::Token(token_hash(token)), at_secs: now, until_secs: principal.expires_at.max(now) };
     remember(&app, revocation).await?;
-    Ok(Json(LoggedOut { status: "ok" }))
+    Ok(Json(payload::LoggedOut { status: payload::OkStatus::Ok }))
 }
 
 /// A token's `exp` claim, read without checking the signature.

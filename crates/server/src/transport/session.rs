@@ -6,12 +6,12 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde::Serialize;
 use socketioxide::extract::SocketRef;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use wecare_proto::event;
+use wecare_proto::payload::{AuthExpired, AuthExpiring};
 
 use crate::clock::{iso, now_ms};
 use crate::domain::auth::Principal;
@@ -49,21 +49,6 @@ struct Lifecycle {
 /// The session as stored in the socket's extensions.
 #[derive(Debug, Clone)]
 pub(crate) struct SessionRef(pub(crate) Arc<Session>);
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Expiring {
-    expires_at: String,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Expired {
-    expired_at: String,
-    /// `"revoked"` when the token was revoked (logged out), not expired.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    reason: Option<&'static str>,
-}
 
 impl Session {
     pub(crate) fn new(principal: Principal, token: String, leeway_secs: u64, closed: CancellationToken) -> Self {
@@ -163,9 +148,12 @@ pub(crate) fn expire(socket: &SocketRef, session: &Arc<Session>) {
     session.closed.cancel();
     let revoked = session.revoked_at.load(Ordering::Acquire);
     let expired = if revoked != 0 {
-        Expired { expired_at: iso(revoked), reason: Some(session.cut_reason.get().copied().unwrap_or("revoked")) }
+        AuthExpired {
+            expired_at: iso(revoked),
+            reason: Some(session.cut_reason.get().copied().unwrap_or("revoked").to_string()),
+        }
     } else {
-        Expired { expired_at: iso(session.expires_at_ms()), reason: None }
+        AuthExpired { expired_at: iso(session.expires_at_ms()), reason: None }
     };
     let socket = socket.clone();
     tokio::spawn(async move {
@@ -206,7 +194,7 @@ pub(crate) fn spawn_expiry_clock(tracker: &TaskTracker, socket: SocketRef, sessi
                 expire(&socket, &session);
                 return;
             } else if warned_for != Some(exp) && now >= exp - warning_ms {
-                let _ = socket.emit(event::AUTH_EXPIRING, &Expiring { expires_at: iso(exp) });
+                let _ = socket.emit(event::AUTH_EXPIRING, &AuthExpiring { expires_at: iso(exp) });
                 warned_for = Some(exp);
                 continue;
             } else if warned_for != Some(exp) {

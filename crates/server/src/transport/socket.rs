@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Instant;
 
-use serde::Serialize;
 use serde_json::Value;
 use socketioxide::SocketIo;
 use socketioxide::extract::{SocketRef, State, TryData};
@@ -16,7 +15,7 @@ use socketioxide::handler::ConnectHandler;
 use socketioxide::socket::DisconnectReason;
 use wecare_proto::{ErrorCode, NAMESPACE, event};
 
-use super::ack::{AckItem, BatchAck, ErrorBody};
+use super::ack;
 use super::limits::Overload;
 use super::reply::Reply;
 use super::session::{Session, SessionRef, spawn_expiry_clock};
@@ -28,7 +27,8 @@ use crate::ingest::Outcome;
 use crate::stream::fanout::Command;
 use crate::stream::replay;
 use crate::stream::resume::Claim;
-use crate::transport::events_page::{EventsPage, SyncQuery};
+use crate::transport::events_page::{PageReader, SyncQuery};
+use wecare_proto::payload::{ErrorAck, OkStatus, RefreshOk};
 
 /// Registers the namespace.
 pub(crate) fn attach(io: &SocketIo) {
@@ -130,7 +130,7 @@ fn register_handlers(s: &SocketRef) {
         // Unknown events: an error ack when one was asked for, else ignored
         // — within the socket's bounds like any event.
         let Ok(_slot) = admit(&app, &s, None) else { return };
-        let unknown = ErrorBody::new(ErrorCode::InvalidPayload, "unknown event");
+        let unknown = ErrorAck::new(ErrorCode::InvalidPayload, "unknown event");
         answered(&app, reply.send(&unknown, None));
     });
     s.on_disconnect(on_disconnect);
@@ -177,7 +177,7 @@ fn overloaded(app: &SharedState, s: &SocketRef, session: &Session, reply: Option
     let r = over.rejection();
     app.metrics.rejected(r.code);
     if let Some(reply) = reply {
-        answered(app, reply.send(&ErrorBody::from(&r), Some(&r)));
+        answered(app, reply.send(&ack::refusal(&r), Some(&r)));
     }
     if over == Overload::Abusive && !session.is_revoked() {
         app.metrics.abusive_sockets.fetch_add(1, Relaxed);
@@ -208,13 +208,13 @@ fn live_session(s: &SocketRef) -> Result<Arc<Session>, Rejection> {
 }
 
 fn respond_outcome(app: &SharedState, reply: Reply, outcome: &Outcome) {
-    answered(app, reply.send(&AckItem::from(outcome), outcome.as_ref().err()));
+    answered(app, reply.send(&ack::result(outcome), outcome.as_ref().err()));
 }
 
 /// Answers a refusal decided here at the edge (ingest counts its own).
 fn refuse(app: &SharedState, reply: Reply, r: &Rejection) {
     app.metrics.rejected(r.code);
-    answered(app, reply.send(&ErrorBody::from(r), Some(r)));
+    answered(app, reply.send(&ack::refusal(r), Some(r)));
 }
 
 /// An outcome refused here at the edge, counted like ingest's.
@@ -266,7 +266,7 @@ async fn on_location_batch(s: SocketRef, TryData(data): TryData<Value>, reply: R
     };
     let outcomes = app.ingest.fixes(&session.principal, items).await;
     let first_failure = outcomes.iter().find_map(|o| o.as_ref().err());
-    answered(&app, reply.send(&BatchAck::new(&outcomes), first_failure));
+    answered(&app, reply.send(&ack::batch(&outcomes), first_failure));
     app.metrics.ack_latency.observe(started.elapsed());
 }
 
@@ -302,7 +302,7 @@ async fn on_events_sync(s: SocketRef, TryData(data): TryData<Value>, reply: Repl
     }
     let result = match data.as_ref().map_err(|_| NOT_JSON).and_then(SyncQuery::from_json) {
         Err(r) => Err(r),
-        Ok(q) => EventsPage::read(app.stream.log.as_ref(), &q)
+        Ok(q) => PageReader::read(app.stream.log.as_ref(), &q)
             .await
             .map_err(|_| Rejection::new(ErrorCode::Unavailable, "storage unavailable")),
     };
@@ -310,13 +310,6 @@ async fn on_events_sync(s: SocketRef, TryData(data): TryData<Value>, reply: Repl
         Ok(page) => answered(&app, reply.send(&page, None)),
         Err(r) => refuse(&app, reply, &r),
     }
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Refreshed {
-    status: &'static str,
-    expires_at: String,
 }
 
 async fn on_auth_refresh(s: SocketRef, TryData(data): TryData<Value>, reply: Reply, State(app): State<SharedState>) {
@@ -338,7 +331,7 @@ async fn on_auth_refresh(s: SocketRef, TryData(data): TryData<Value>, reply: Rep
     let refused = match (verified, token) {
         (Ok(p), Some(token)) if session.principal.same_identity(&p) => {
             session.refresh(token, p.expires_at);
-            let ok = Refreshed { status: "ok", expires_at: iso(p.expires_at.saturating_mul(1000)) };
+            let ok = RefreshOk { status: OkStatus::Ok, expires_at: iso(p.expires_at.saturating_mul(1000)) };
             return answered(&app, reply.send(&ok, None));
         }
         (Ok(_), _) => Rejection::new(ErrorCode::Forbidden, "the new token is for another identity or role"),
