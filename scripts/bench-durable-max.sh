@@ -11,6 +11,8 @@
 # ratios issue 17 sets: embedded ≥ 0.8 × bare, postgres ≥ 0.5 × embedded.
 #
 #   scripts/bench-durable-max.sh [SECS_PER_STEP] [STEP ...]
+#   KINDS="postgres" WECARE_BIN=/path/to/an/older/wecare-rt scripts/bench-durable-max.sh
+#     (some of the three only; another binary, e.g. a release before a change)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-10}
@@ -18,9 +20,10 @@ shift || true
 steps=("$@")
 [ ${#steps[@]} -gt 0 ] || steps=(5000 10000 15000 20000 25000 30000 35000 40000 45000)
 secret=bench-durable-max-0123456789abcdef
-bin=./target/release/wecare-rt
+kinds=${KINDS:-bare embedded postgres}
+bin=${WECARE_BIN:-./target/release/wecare-rt}
 bare=./target/release/examples/bare_fanout
-cargo build --release --bin wecare-rt --quiet
+[ -n "${WECARE_BIN:-}" ] || cargo build --release --bin wecare-rt --quiet
 cargo build --release -p wecare-server --example bare_fanout --quiet
 
 work=$(mktemp -d /tmp/wecare-durable-max.XXXXXX)
@@ -54,7 +57,7 @@ start() { # KIND
   echo "the $1 server did not start:" >&2; cat "$work/server.log" >&2; exit 1
 }
 
-for kind in bare embedded postgres; do
+for kind in $kinds; do
   for step in "${steps[@]}"; do
     start "$kind"
     rate=$(node -e "console.log($step / 100)")
