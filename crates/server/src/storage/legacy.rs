@@ -9,7 +9,6 @@
 use serde_json::Value;
 use wecare_proto::{DriverId, DriverStatus, MessageId, Seq};
 
-use super::packed_id;
 use super::row::{self, EventColumns};
 use crate::domain::event::{EventKind, EventRecord, Located, Recorded};
 
@@ -41,23 +40,7 @@ pub(crate) const EVENTS_TABLE: &str = "DROP TABLE IF EXISTS events;
 pub(crate) fn convert(old: LegacyRow) -> EventColumns {
     match record(&old) {
         Some(rec) => EventColumns::from_record(&rec),
-        None => EventColumns {
-            seq: old.seq,
-            kind: row::DAMAGED_KIND,
-            driver_id: Some(old.driver_id),
-            email: None,
-            name: None,
-            msg_id: packed_id::pack(&old.msg_id),
-            recorded_at: None,
-            received_at: old.received_at,
-            lat: None,
-            lng: None,
-            accuracy: None,
-            heading: None,
-            speed: None,
-            status: 0,
-            flags: 0,
-        },
+        None => EventColumns::keys(old.seq, row::DAMAGED_KIND, old.driver_id, &old.msg_id, old.received_at),
     }
 }
 
@@ -100,6 +83,7 @@ mod tests {
 
     use super::*;
     use crate::domain::event::encode;
+    use crate::storage::packed_id;
 
     fn old(seq: i64, kind: i64, body: Value) -> LegacyRow {
         LegacyRow {

@@ -119,17 +119,17 @@ fn status_from_code(code: i64) -> Result<Option<DriverStatus>, Damage> {
 }
 
 impl EventColumns {
-    /// The row that keeps `rec`.
-    pub(crate) fn from_record(rec: &EventRecord) -> Self {
-        let mut row = Self {
-            seq: rec.seq.0 as i64,
-            kind: rec.what.kind() as i64,
-            driver_id: Some(rec.driver.as_str().to_string()),
-            email: rec.email.clone(),
-            name: rec.name.clone(),
-            msg_id: packed_id::pack(rec.id.as_str()),
+    /// A row with its keys and nothing else (what a kind adds is set after).
+    pub(crate) fn keys(seq: i64, kind: i64, driver_id: String, msg_id: &str, received_at: i64) -> Self {
+        Self {
+            seq,
+            kind,
+            driver_id: Some(driver_id),
+            email: None,
+            name: None,
+            msg_id: packed_id::pack(msg_id),
             recorded_at: None,
-            received_at: rec.received,
+            received_at,
             lat: None,
             lng: None,
             accuracy: None,
@@ -137,6 +137,21 @@ impl EventColumns {
             speed: None,
             status: 0,
             flags: 0,
+        }
+    }
+
+    /// The row that keeps `rec`.
+    pub(crate) fn from_record(rec: &EventRecord) -> Self {
+        let mut row = Self {
+            email: rec.email.clone(),
+            name: rec.name.clone(),
+            ..Self::keys(
+                rec.seq.0 as i64,
+                rec.what.kind() as i64,
+                rec.driver.as_str().to_string(),
+                rec.id.as_str(),
+                rec.received,
+            )
         };
         match &rec.what {
             Recorded::Location(l) => {
