@@ -8,13 +8,14 @@
 # (issue 17: ≤ 1.2 — the p99 must not climb as the table grows).
 #
 #   scripts/bench-pg-steady.sh [RATE] [MINUTES]
+#   WECARE_BIN=/path/to/an/older/wecare-rt scripts/bench-pg-steady.sh   (another binary)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rate=${1:-20000}
 minutes=${2:-5}
 secret=bench-pg-steady-0123456789abcdef0123
-bin=./target/release/wecare-rt
-cargo build --release --bin wecare-rt --quiet
+bin=${WECARE_BIN:-./target/release/wecare-rt}
+[ -n "${WECARE_BIN:-}" ] || cargo build --release --bin wecare-rt --quiet
 
 work=$(mktemp -d /tmp/wecare-pg-steady.XXXXXX)
 pg_dir=$(mktemp -d /tmp/wecare-pg-steady-pg.XXXXXX)
