@@ -114,3 +114,35 @@ async fn a_backup_taken_under_load_holds_every_event_acked_before_it_began() {
     println!("{stdout}{} fixes acked before the backup, {} in it", before.len(), stored.len());
     restored.kill();
 }
+
+/// A clean stop (SIGTERM) leaves the store whole in its one file: an
+/// operator who stops the service and copies `wecare-rt.sqlite3` alone — no
+/// `-wal` beside it — has every acked event in the copy.
+#[tokio::test]
+async fn after_a_clean_stop_the_store_file_alone_holds_every_acked_event() {
+    let mut server = ServerProcess::start(BIN, SECRET, &[]).await;
+    let driver = token(json!({"id": "amb-1", "role": "driver", "driver_id": "amb-1", "exp": now_secs() + 3600}));
+    let updates: Vec<Value> = (0..50).map(|k| json!({"id": format!("f-{k}"), "lat": 13.7, "lng": 100.5})).collect();
+    let (status, ack) = wecare_client::testing::server::post(
+        server.addr,
+        "/api/realtime/locations",
+        &driver,
+        &json!({ "updates": updates }),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 200, "{ack}");
+    server.terminate().await;
+
+    let copy = tempfile::tempdir().unwrap();
+    std::fs::copy(server.data_dir.path().join("wecare-rt.sqlite3"), copy.path().join("wecare-rt.sqlite3")).unwrap();
+    let mut on_copy = ServerProcess::start(BIN, SECRET, &[("DATA_DIR", copy.path().to_str().unwrap())]).await;
+    let officer = token(json!({"id": "o-1", "role": "officer", "exp": now_secs() + 3600}));
+    let ids: Vec<String> = stored_events(on_copy.addr, &officer)
+        .await
+        .iter()
+        .filter_map(|e| e["id"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(ids.len(), 50, "every acked fix is in the file copied after the stop: {ids:?}");
+    on_copy.terminate().await;
+}

@@ -311,6 +311,11 @@ pub async fn serve(listener: TcpListener, config: ServerConfig, shutdown: Cancel
     stop.cancel();
     tracker.close();
     tracker.wait().await;
+    // Leave the store whole in its files: an operator who stops the service
+    // and copies the database file must not miss the last commits.
+    if let Err(e) = state.stream.log.settle().await {
+        tracing::warn!(error = %e, "the store could not be settled at the stop (nothing is lost)");
+    }
     drop(state);
     tracing::info!("stopped");
     served.map_err(ServeError::from)

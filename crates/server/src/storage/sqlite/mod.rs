@@ -470,6 +470,13 @@ impl EventLog for SqliteLog {
     fn damaged_rows(&self) -> u64 {
         self.damage.get()
     }
+
+    fn settle(&self) -> BoxFuture<'_, Result<(), StorageError>> {
+        Box::pin(async move {
+            self.writer.call(|w| w.conn.pragma_update(None, "wal_checkpoint", "TRUNCATE")).await??;
+            Ok(())
+        })
+    }
 }
 
 #[cfg(test)]
