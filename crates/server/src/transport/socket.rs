@@ -293,7 +293,7 @@ async fn on_events_sync(s: SocketRef, TryData(data): TryData<Value>, reply: Repl
         Ok(session) => session,
     };
     // One page at a time per socket, and the user's read budget.
-    let _turn = match session.limits.sync_turn() {
+    let turn = match session.limits.sync_turn() {
         Ok(turn) => turn,
         Err(over) => return overloaded(&app, &s, &session, Some(reply), over),
     };
@@ -306,6 +306,9 @@ async fn on_events_sync(s: SocketRef, TryData(data): TryData<Value>, reply: Repl
             .await
             .map_err(|_| Rejection::new(ErrorCode::Unavailable, "storage unavailable")),
     };
+    // The turn ends before the answer goes out: a client that sends its next
+    // `events:sync` as soon as it has this page must find the turn free.
+    drop(turn);
     match result {
         Ok(page) => answered(&app, reply.send(&page, None)),
         Err(r) => refuse(&app, reply, &r),
