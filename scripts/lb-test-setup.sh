@@ -7,5 +7,8 @@
 #   scripts/lb-test-setup.sh
 set -euo pipefail
 bin=$("$(dirname "$0")/ensure-debian-tool.sh" haproxy haproxy)
-"$bin" -v | head -n 1 >&2
+# Read all of its output (`| head -n 1` could close the pipe early: SIGPIPE,
+# which pipefail turns into a failed step).
+version=$("$bin" -v)
+echo "${version%%$'\n'*}" >&2
 echo "$bin"
