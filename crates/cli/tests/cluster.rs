@@ -42,7 +42,7 @@ const PERIOD: Duration = Duration::from_millis(100);
 /// Heartbeats keep their defaults: a killed node's connections close at
 /// once, and a short ping timeout would only add reconnects under load.
 const BASE_ENV: [(&str, &str); 1] = [("RATE_LIMIT_PER_SEC", "1000")];
-/// A node's lease (storage/postgres/cluster.rs), renewed every second.
+/// A node's lease (cluster/postgres.rs), renewed every second.
 const LEASE: Duration = Duration::from_secs(5);
 const NOTIFY_SECRET: &str = "cluster-notify-secret";
 

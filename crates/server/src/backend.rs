@@ -8,8 +8,9 @@ use tokio_util::task::TaskTracker;
 
 use crate::cluster::Cluster;
 use crate::cluster::local::LocalCluster;
+use crate::cluster::postgres::PgCluster;
+use crate::cluster::sockets::LocalSockets;
 use crate::config::ServerConfig;
-use crate::storage::postgres::cluster::PgCluster;
 use crate::storage::postgres::{PgLog, parse_url};
 use crate::storage::sqlite::SqliteLog;
 use crate::storage::{EventLog, StorageError};
@@ -39,8 +40,8 @@ pub(crate) async fn open(
             Ok(Backend { log: Arc::new(log), cluster })
         }
         None => {
-            let sockets = Arc::default();
-            let log = SqliteLog::open(&config.data_dir, Arc::clone(&sockets))?;
+            let sockets: Arc<LocalSockets> = Arc::default();
+            let log = SqliteLog::open(&config.data_dir, Arc::clone(&sockets) as Arc<dyn crate::storage::SocketsHeld>)?;
             Ok(Backend { log: Arc::new(log), cluster: Arc::new(LocalCluster::new(sockets)) })
         }
     }

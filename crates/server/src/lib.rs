@@ -40,7 +40,6 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower_http::trace::TraceLayer;
 
-mod app;
 mod backend;
 mod clock;
 mod cluster;
@@ -73,11 +72,11 @@ pub use storage::footprint::{FootprintReport, FootprintTarget, measure_footprint
 pub use storage::migrate::{MigrationReport, migrate_to_postgres};
 pub use storage::sqlite::backup::{BackupReport, backup};
 
-use app::AppState;
 use cluster::{Cluster, Job};
 use domain::auth::TokenVerifier;
 use storage::EventLog;
 use stream::StreamDeps;
+use transport::state::AppState;
 
 /// How long HTTP requests still open once the sockets are closed (a
 /// long-poll of an Engine.IO session that never joined, a slow client) may

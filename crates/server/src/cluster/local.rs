@@ -10,6 +10,7 @@ use wecare_proto::DriverId;
 use super::sockets::LocalSockets;
 use super::{BusMessage, Cluster, Job, SocketKey};
 use crate::clock::{Millis, now_ms};
+use crate::storage::SocketsHeld;
 use crate::storage::{BoxFuture, StorageError};
 
 const NODE: &str = "local";

@@ -16,6 +16,7 @@ use crate::clock::Millis;
 use crate::storage::{BoxFuture, StorageError};
 
 pub(crate) mod local;
+pub(crate) mod postgres;
 pub(crate) mod sockets;
 
 /// A job that runs on one node of the cluster at a time.

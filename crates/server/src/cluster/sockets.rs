@@ -8,6 +8,7 @@ use std::sync::Mutex;
 use wecare_proto::DriverId;
 
 use crate::clock::Millis;
+use crate::storage::SocketsHeld;
 
 #[derive(Debug, Default, Clone, Copy)]
 struct Entry {
@@ -43,15 +44,16 @@ impl LocalSockets {
         self.map().entry(driver.clone()).or_insert(Entry { sockets: 0, closed_at: now });
     }
 
-    /// Whether `driver` holds a socket, or held one within `grace` ms.
-    pub(crate) fn connected_within(&self, driver: &DriverId, grace: Millis, now: Millis) -> bool {
-        self.map().get(driver).is_some_and(|e| e.sockets > 0 || e.closed_at > now.saturating_sub(grace))
-    }
-
     /// Forgets drivers gone for longer than `grace` (their entries are
     /// only needed for the guard's grace window).
     pub(crate) fn forget_gone(&self, grace: Millis, now: Millis) {
         self.map().retain(|_, e| e.sockets > 0 || e.closed_at > now.saturating_sub(grace));
+    }
+}
+
+impl SocketsHeld for LocalSockets {
+    fn connected_within(&self, driver: &DriverId, grace: Millis, now: Millis) -> bool {
+        self.map().get(driver).is_some_and(|e| e.sockets > 0 || e.closed_at > now.saturating_sub(grace))
     }
 }
 

@@ -64,7 +64,7 @@ pub async fn measure_footprint(
     progress: &mut (dyn FnMut(u64) + Send),
 ) -> Result<FootprintReport, StorageError> {
     let log: Arc<dyn EventLog> = match target {
-        FootprintTarget::Embedded(dir) => Arc::new(SqliteLog::open(dir, Arc::default())?),
+        FootprintTarget::Embedded(dir) => Arc::new(SqliteLog::open(dir, Arc::new(crate::storage::NoSockets))?),
         FootprintTarget::Postgres(url) => Arc::new(PgLog::open(&parse_url(url)?).await?),
     };
     if log.head().0 != 0 {

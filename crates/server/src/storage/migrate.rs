@@ -62,7 +62,7 @@ pub async fn migrate_to_postgres(
     }
     // A store of an older version is upgraded first, as starting this
     // version's server on it would do; the copy reads today's columns.
-    drop(super::sqlite::SqliteLog::open(data_dir, std::sync::Arc::default())?);
+    drop(super::sqlite::SqliteLog::open(data_dir, std::sync::Arc::new(super::NoSockets))?);
     let mut source = Connection::open_with_flags(&source_path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
     source.busy_timeout(Duration::from_secs(10))?;
     // One read transaction: one consistent state of the store throughout.

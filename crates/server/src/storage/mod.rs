@@ -43,6 +43,25 @@ pub(crate) mod sqlite;
 #[cfg(test)]
 pub(crate) mod testing;
 
+/// What the embedded store's offline guard asks of the node in front of it:
+/// whether a driver holds a socket here, or held one within `grace` ms (an
+/// offline event for a driver that is back is not stored). A cluster keeps
+/// these facts in its database instead; `crate::cluster::sockets` is the
+/// node's answer.
+pub(crate) trait SocketsHeld: Send + Sync + std::fmt::Debug {
+    fn connected_within(&self, driver: &DriverId, grace: Millis, now: Millis) -> bool;
+}
+
+/// No node in front (a tool opening the store offline): nobody connected.
+#[derive(Debug)]
+pub(crate) struct NoSockets;
+
+impl SocketsHeld for NoSockets {
+    fn connected_within(&self, _: &DriverId, _: Millis, _: Millis) -> bool {
+        false
+    }
+}
+
 /// How a revocation is keyed in a store: `(kind, key)`.
 pub(crate) fn revocation_key(r: &Revoked) -> (&'static str, &str) {
     match r {

@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use wecare_proto::ErrorCode;
 
 use super::error::ApiError;
-use crate::app::SharedState;
+use super::state::SharedState;
 
 /// How long a drain waits, once every answer is queued, for long-polling
 /// clients to collect them before their sessions close. A polling client

@@ -19,7 +19,7 @@ use wecare_proto::{ErrorCode, Seq};
 use super::ack;
 use super::error::{ApiError, refusal, rest_code};
 use super::events_page::{EventsPage, PageReader, SyncQuery, nothing_new, parse_count};
-use crate::app::SharedState;
+use super::state::SharedState;
 use crate::clock::parse_time;
 use crate::domain::auth::{AuthError, Principal};
 use crate::domain::validate::{self, Rejection};

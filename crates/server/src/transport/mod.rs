@@ -17,4 +17,5 @@ pub(crate) mod reply;
 pub(crate) mod revocation;
 pub(crate) mod session;
 pub(crate) mod socket;
+pub(crate) mod state;
 pub(crate) mod web;

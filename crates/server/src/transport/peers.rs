@@ -14,7 +14,7 @@ use socketioxide::socket::Sid;
 use tokio::sync::{broadcast, mpsc};
 use wecare_proto::NAMESPACE;
 
-use crate::app::SharedState;
+use super::state::SharedState;
 use crate::cluster::BusMessage;
 
 /// How long a relayed notification waits for the other nodes' counts.

@@ -22,7 +22,7 @@ use wecare_proto::{NAMESPACE, payload};
 
 use super::error::ApiError;
 use super::session::{self, Session, SessionRef};
-use crate::app::SharedState;
+use super::state::SharedState;
 use crate::clock::now_ms;
 use crate::cluster::BusMessage;
 use crate::domain::auth::{AuthError, Principal};

@@ -19,7 +19,7 @@ use super::ack;
 use super::limits::Overload;
 use super::reply::Reply;
 use super::session::{Session, SessionRef, spawn_expiry_clock};
-use crate::app::SharedState;
+use super::state::SharedState;
 use crate::clock::iso;
 use crate::domain::auth::AuthError;
 use crate::domain::validate::{self, Rejection};

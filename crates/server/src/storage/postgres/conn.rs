@@ -22,7 +22,7 @@ impl From<tokio_postgres::Error> for StorageError {
 
 /// The database's clock, epoch ms: every lease and grace period is judged
 /// on it, so nodes with skewed clocks agree.
-pub(super) const DB_NOW: &str = "(extract(epoch from clock_timestamp()) * 1000)::bigint";
+pub(crate) const DB_NOW: &str = "(extract(epoch from clock_timestamp()) * 1000)::bigint";
 
 /// Parses a `postgres://` URL.
 pub(crate) fn parse_url(url: &str) -> Result<Config, StorageError> {
@@ -39,7 +39,7 @@ pub(crate) fn parse_url(url: &str) -> Result<Config, StorageError> {
 /// the server's, whoever connects: a connection shared by every caller must
 /// not live on the thread of the one that happened to (re)connect it — the
 /// forwarder's runs at a low priority and stops first.
-pub(super) async fn connect(config: &Config, runtime: &Handle) -> Result<Client, StorageError> {
+pub(crate) async fn connect(config: &Config, runtime: &Handle) -> Result<Client, StorageError> {
     let (client, connection) = tokio::time::timeout(CONNECT_TIMEOUT, config.connect(NoTls))
         .await
         .map_err(|_| StorageError::Database("connecting to PostgreSQL timed out".into()))??;
@@ -52,14 +52,14 @@ pub(super) async fn connect(config: &Config, runtime: &Handle) -> Result<Client,
 }
 
 /// A connection plus what was prepared on it.
-pub(super) trait Prepared: Sized + Send + Sync + 'static {
+pub(crate) trait Prepared: Sized + Send + Sync + 'static {
     fn prepare(client: Client) -> impl std::future::Future<Output = Result<Self, StorageError>> + Send;
     fn client(&self) -> &Client;
 }
 
 /// One connection, remade when it broke.
 #[derive(Debug)]
-pub(super) struct Slot<P> {
+pub(crate) struct Slot<P> {
     config: Config,
     runtime: Handle,
     conn: Mutex<Option<Arc<P>>>,
@@ -70,13 +70,13 @@ impl<P: Prepared> Slot<P> {
     ///
     /// # Panics
     /// Outside a tokio runtime.
-    pub(super) fn new(config: Config) -> Self {
+    pub(crate) fn new(config: Config) -> Self {
         Self { config, runtime: Handle::current(), conn: Mutex::new(None) }
     }
 
     /// The connection, connecting (and preparing) first if there is none or
     /// the last one broke.
-    pub(super) async fn get(&self) -> Result<Arc<P>, StorageError> {
+    pub(crate) async fn get(&self) -> Result<Arc<P>, StorageError> {
         let mut slot = self.conn.lock().await;
         if let Some(c) = slot.as_ref()
             && !c.client().is_closed()
@@ -92,7 +92,7 @@ impl<P: Prepared> Slot<P> {
 
 /// A plain connection, nothing prepared.
 #[derive(Debug)]
-pub(super) struct Plain(pub(super) Client);
+pub(crate) struct Plain(pub(crate) Client);
 
 impl Prepared for Plain {
     async fn prepare(client: Client) -> Result<Self, StorageError> {

@@ -18,7 +18,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(2);
 /// Runs until `stop`: keeps a connection that listens on `channels` and
 /// hands every notification to `out`; `on_connect` runs after each
 /// (re)connect, once the channels are listened to.
-pub(super) async fn run(
+pub(crate) async fn run(
     config: Config,
     channels: &'static [&'static str],
     out: mpsc::Sender<Notification>,

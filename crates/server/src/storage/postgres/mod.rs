@@ -31,9 +31,10 @@ use crate::domain::event::{NewEvent, SharedEvent, encode};
 use crate::domain::fleet::Fleet;
 use crate::domain::revocation::Revocation;
 
-pub(crate) mod cluster;
-mod conn;
-mod listen;
+// The cluster's coordination (`crate::cluster::postgres`) shares the
+// connection helpers and the LISTEN loop.
+pub(crate) mod conn;
+pub(crate) mod listen;
 mod rows;
 mod upgrade;
 

@@ -14,9 +14,8 @@ use wecare_proto::{DriverId, Seq};
 
 use super::packed_id;
 use super::row::{self, DamageCounter, DriverRow, EventColumns};
-use super::{Appended, BoxFuture, EventLog, Page, Snapshot, StorageError, revocation_key, revoked_from};
+use super::{Appended, BoxFuture, EventLog, Page, Snapshot, SocketsHeld, StorageError, revocation_key, revoked_from};
 use crate::clock::{Millis, now_ms};
-use crate::cluster::sockets::LocalSockets;
 use crate::domain::event::{NewEvent, SharedEvent, encode};
 use crate::domain::fleet::Fleet;
 use crate::domain::revocation::Revocation;
@@ -42,7 +41,7 @@ struct Writer {
     interned: rows::Interned,
     fleet: Fleet,
     head: u64,
-    sockets: Arc<LocalSockets>,
+    sockets: Arc<dyn SocketsHeld>,
 }
 
 /// The embedded event log. See the module docs.
@@ -78,12 +77,13 @@ fn open_connection(path: &Path) -> Result<Connection, StorageError> {
 
 impl SqliteLog {
     /// Opens (or creates) the store in `dir`, migrating it to this version.
-    /// `sockets` is this node's socket registry (the presence guard).
+    /// `sockets` answers the offline guard: [`super::NoSockets`] when no
+    /// server is in front.
     ///
     /// # Errors
     /// The folder cannot be created, the file cannot be opened, or it holds
     /// data of an unknown schema version.
-    pub(crate) fn open(dir: &Path, sockets: Arc<LocalSockets>) -> Result<Self, StorageError> {
+    pub(crate) fn open(dir: &Path, sockets: Arc<dyn SocketsHeld>) -> Result<Self, StorageError> {
         std::fs::create_dir_all(dir).map_err(|source| StorageError::Io { path: dir.display().to_string(), source })?;
         let path = dir.join(FILE_NAME);
         let mut conn = open_connection(&path)?;
@@ -482,6 +482,7 @@ impl EventLog for SqliteLog {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::storage::NoSockets;
     use wecare_proto::DriverStatus;
 
     #[tokio::test]
@@ -489,7 +490,7 @@ mod tests {
         crate::storage::testing::run_all(
             |dir| {
                 let dir = dir.to_path_buf();
-                async move { SqliteLog::open(&dir, Arc::default()).expect("opens") }
+                async move { SqliteLog::open(&dir, Arc::new(NoSockets)).expect("opens") }
             },
             crate::storage::testing::Writers::OneLog,
         )
@@ -512,7 +513,7 @@ mod tests {
             speed: None,
         };
         {
-            let log = SqliteLog::open(dir.path(), Arc::default()).unwrap();
+            let log = SqliteLog::open(dir.path(), Arc::new(NoSockets)).unwrap();
             log.append(vec![NewEvent::location(
                 crate::domain::event::Sender { driver: DriverId::new("d"), email: Some("d@x".into()), name: None },
                 fix,
@@ -521,7 +522,7 @@ mod tests {
             .await
             .unwrap();
         }
-        let log = SqliteLog::open(dir.path(), Arc::default()).unwrap();
+        let log = SqliteLog::open(dir.path(), Arc::new(NoSockets)).unwrap();
         let snap = log.snapshot().await.unwrap();
         let (_, s) = &snap.drivers[0];
         assert_eq!(
@@ -551,7 +552,7 @@ mod tests {
             )
             .unwrap();
         }
-        let log = SqliteLog::open(dir.path(), Arc::default()).unwrap();
+        let log = SqliteLog::open(dir.path(), Arc::new(NoSockets)).unwrap();
         let snap = log.snapshot().await.unwrap();
         let status = |id: &str| snap.drivers.iter().find(|(d, _)| d.as_str() == id).and_then(|(_, s)| s.status);
         assert_eq!(status("a"), None, "invented: forgotten");

@@ -1,4 +1,6 @@
-//! [`AppState`]: what every handler shares, built once by `serve`.
+//! [`AppState`]: what every handler shares, built once by `serve`. It lives
+//! with the handlers (it holds transport parts: the Socket.io handle, read
+//! budgets, relayed deliveries); the layers below never see it.
 
 use std::sync::Arc;
 
@@ -21,11 +23,11 @@ pub(crate) struct AppState {
     pub(crate) cluster: Arc<dyn crate::cluster::Cluster>,
     pub(crate) presence: crate::presence::Presence,
     /// Relayed notifications waiting for other nodes' counts.
-    pub(crate) pending: crate::transport::peers::PendingDeliveries,
+    pub(crate) pending: super::peers::PendingDeliveries,
     /// Shutdown: whether events are still taken, and which are in flight.
     pub(crate) drain: crate::shutdown::Drain,
     /// Every user's read budget (stream pages, snapshots, tracks).
-    pub(crate) reads: crate::transport::limits::ReadBudget,
+    pub(crate) reads: super::limits::ReadBudget,
     /// Set once the Socket.io layer is built (the layer needs the state first).
     pub(crate) io: std::sync::OnceLock<socketioxide::SocketIo>,
 }

@@ -18,10 +18,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use wecare_proto::DriverId;
 
-use super::conn::{DB_NOW, Plain, Slot, connect};
-use super::listen;
+use super::{BusMessage, Cluster, Job, SocketKey};
 use crate::clock::Millis;
-use crate::cluster::{BusMessage, Cluster, Job, SocketKey};
+use crate::storage::postgres::conn::{DB_NOW, Plain, Slot, connect};
+use crate::storage::postgres::listen;
 use crate::storage::{BoxFuture, StorageError};
 
 /// How long a lease lasts; it is renewed every [`HEARTBEAT`].
