@@ -9,24 +9,23 @@
 //!
 //! A write that fails because the watcher's send buffer is full is never
 //! ignored: that watcher leaves the live set and is told after which `seq`
-//! it fell behind; its replay task ([`super::replay`], which owns the
-//! watcher's catching up and going live) reads on from storage, paced, and
-//! joins again when current (design invariant: a watcher never silently
-//! misses an event, and no buffer grows without bound).
+//! it fell behind; its task ([`super::watcher`], which owns the watcher's
+//! life) reads on from storage, paced, and joins again when current (design
+//! invariant: a watcher never silently misses an event, and no buffer grows
+//! without bound). The fan-out only writes and signals; it decides nothing
+//! about a watcher's life.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
-use socketioxide::extract::SocketRef;
-use socketioxide::socket::Sid;
-use socketioxide::{SendError, SocketError};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use wecare_proto::{Seq, event, payload};
 
 use super::StreamDeps;
+use super::sink::{WatcherSink, Write};
 use crate::domain::event::SharedEvent;
 
 /// Events kept in memory for joins (older ones are read from storage).
@@ -43,8 +42,9 @@ pub(crate) enum Command {
     Publish { events: Vec<SharedEvent>, committed_at: Instant },
     /// A watcher that has everything up to `after` wants to go live.
     Join(Join),
-    /// A watcher socket closed.
-    Leave(Sid),
+    /// A watcher's session ended (its `stop` fired): let it go now rather
+    /// than at the next publish.
+    Forget,
     /// Answered once every earlier publish has been delivered.
     Flush(oneshot::Sender<()>),
 }
@@ -52,7 +52,7 @@ pub(crate) enum Command {
 /// A request to go live.
 #[derive(Debug)]
 pub(crate) struct Join {
-    pub(crate) socket: SocketRef,
+    pub(crate) sink: Arc<dyn WatcherSink>,
     /// Cancelled when the watcher's session ends (token expired, socket gone).
     pub(crate) stop: CancellationToken,
     pub(crate) after: Seq,
@@ -85,26 +85,16 @@ pub(crate) enum Joined {
 }
 
 struct LiveWatcher {
-    socket: SocketRef,
+    sink: Arc<dyn WatcherSink>,
     stop: CancellationToken,
     /// Events at or below this were delivered (before joining, or live).
     after: Seq,
     behind: oneshot::Sender<Seq>,
 }
 
-/// Outcome of writing one event to one socket.
-pub(crate) enum Write {
-    Sent,
-    Full,
-    Gone,
-}
-
-pub(crate) fn write(socket: &SocketRef, ev: &SharedEvent) -> Write {
-    match socket.emit(ev.kind.name(), &*ev.json) {
-        Ok(()) => Write::Sent,
-        Err(SendError::Socket(SocketError::InternalChannelFull)) => Write::Full,
-        Err(_) => Write::Gone,
-    }
+/// Writes one event to one watcher.
+pub(crate) fn write(sink: &dyn WatcherSink, ev: &SharedEvent) -> Write {
+    sink.send(ev.kind.name(), &ev.json)
 }
 
 struct Fanout {
@@ -129,7 +119,7 @@ pub(crate) async fn run(deps: Arc<StreamDeps>, mut rx: mpsc::Receiver<Command>) 
                     fanout.publish(&events, committed_at);
                 }
                 Command::Join(join) => fanout.join(join),
-                Command::Leave(sid) => fanout.live.retain(|w| w.socket.id != sid),
+                Command::Forget => fanout.live.retain(|w| !w.stop.is_cancelled()),
                 Command::Flush(done) => {
                     let _ = done.send(());
                 }
@@ -175,7 +165,7 @@ impl Fanout {
             let mut outcome = Write::Sent;
             let mut last_sent = w.after;
             for ev in events.iter().filter(|e| e.seq > w.after) {
-                outcome = write(&w.socket, ev);
+                outcome = write(w.sink.as_ref(), ev);
                 match outcome {
                     Write::Sent => {
                         delivered += 1;
@@ -195,7 +185,7 @@ impl Fanout {
                 Write::Full => {
                     let w = self.live.swap_remove(i);
                     self.deps.metrics.watchers_behind.fetch_add(1, Relaxed);
-                    tracing::info!(sid = %w.socket.id, after = last_sent.0, "watcher fell behind; catching up from storage");
+                    tracing::info!(watcher = %w.sink.name(), after = last_sent.0, "watcher fell behind; catching up from storage");
                     let _ = w.behind.send(last_sent);
                 }
             }
@@ -205,7 +195,12 @@ impl Fanout {
     }
 
     fn join(&mut self, join: Join) {
-        let Join { socket, stop, after, sync, reply, behind } = join;
+        let Join { sink, stop, after, sync, reply, behind } = join;
+        if stop.is_cancelled() {
+            // Its session ended while the request was on its way.
+            let _ = reply.send(Joined::Live);
+            return;
+        }
         let mut cursor = after;
         let mut sent = 0u64;
         if let Some(front) = self.ring.front() {
@@ -215,7 +210,7 @@ impl Fanout {
             }
             let skip = cursor.next().0.saturating_sub(front.seq.0) as usize;
             for ev in self.ring.iter().skip(skip) {
-                match write(&socket, ev) {
+                match write(sink.as_ref(), ev) {
                     Write::Sent => {
                         cursor = ev.seq;
                         sent += 1;
@@ -239,12 +234,13 @@ impl Fanout {
                 to_seq: cursor,
                 replayed: p.replayed + sent,
             };
-            if socket.emit(event::SYNC_COMPLETE, &done).is_err() {
+            let done = serde_json::value::to_raw_value(&done).expect("a struct of numbers and a string encodes");
+            if sink.send(event::SYNC_COMPLETE, &done) != Write::Sent {
                 let _ = reply.send(Joined::Behind { cursor, sent });
                 return;
             }
         }
-        self.live.push(LiveWatcher { socket, stop, after: cursor, behind });
+        self.live.push(LiveWatcher { sink, stop, after: cursor, behind });
         let _ = reply.send(Joined::Live);
     }
 }

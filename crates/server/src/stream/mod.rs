@@ -1,8 +1,9 @@
 //! The ordered stream at run time: the [`sequencer`] (group commit, this
 //! node's one writer), the [`tailer`] (the committed stream, in order, into
 //! this node), the [`fanout`] (live delivery, encode once), [`resume`]
-//! (where a subscriber starts) and [`replay`] (snapshot or resume, paced
-//! against each watcher's socket).
+//! (where a subscriber starts) and [`watcher`] (one watcher's life: snapshot
+//! or resume, live, behind and caught up again), writing through a
+//! [`sink::WatcherSink`] (the transport's socket; a buffer in tests).
 
 use std::sync::Arc;
 
@@ -15,11 +16,12 @@ use crate::metrics::Metrics;
 use crate::storage::EventLog;
 
 pub(crate) mod fanout;
-pub(crate) mod replay;
 pub(crate) mod resume;
 pub(crate) mod sequencer;
+pub(crate) mod sink;
 pub(crate) mod snapshot;
 pub(crate) mod tailer;
+pub(crate) mod watcher;
 
 /// What the stream tasks share.
 #[derive(Debug)]

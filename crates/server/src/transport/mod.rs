@@ -18,4 +18,5 @@ pub(crate) mod revocation;
 pub(crate) mod session;
 pub(crate) mod socket;
 pub(crate) mod state;
+pub(crate) mod watcher_sink;
 pub(crate) mod web;

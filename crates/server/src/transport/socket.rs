@@ -25,8 +25,8 @@ use crate::domain::auth::AuthError;
 use crate::domain::validate::{self, Rejection};
 use crate::ingest::Outcome;
 use crate::stream::fanout::Command;
-use crate::stream::replay;
 use crate::stream::resume::Claim;
+use crate::stream::watcher;
 use crate::transport::events_page::{PageReader, SyncQuery};
 use wecare_proto::payload::{ErrorAck, OkStatus, RefreshOk};
 
@@ -113,7 +113,8 @@ async fn on_connect(s: SocketRef, TryData(auth): TryData<Value>, State(app): Sta
         app.metrics.connections_watchers.fetch_add(1, Relaxed);
         let claim = Claim::from_auth(auth.as_ref().ok());
         tracing::debug!(sid = %s.id, subject = ?p.subject, ?claim, "watcher connected");
-        replay::spawn(&app.stream, s.clone(), claim, session.closed.clone());
+        let sink = Arc::new(super::watcher_sink::SocketSink(s.clone()));
+        watcher::spawn(&app.stream, sink, claim, session.closed.clone());
     }
     spawn_expiry_clock(&app.stream.tracker, s.clone(), Arc::clone(&session), app.config.auth_expiry_warning);
     super::revocation::watch_socket(&app, s.clone(), Arc::clone(&session));
@@ -154,7 +155,7 @@ async fn on_disconnect(s: SocketRef, reason: DisconnectReason, State(app): State
     super::peers::left(&app, &session.principal.subject, &s).await;
     if driver.is_none() {
         app.metrics.connections_watchers.fetch_sub(1, Relaxed);
-        let _ = app.stream.fanout.try_send(Command::Leave(s.id));
+        let _ = app.stream.fanout.try_send(Command::Forget);
     }
     tracing::debug!(sid = %s.id, ?reason, "socket disconnected");
 }
