@@ -1,4 +1,5 @@
-//! `wecare-rt`: run the WeCare Realtime server, mint dev tokens, benchmark.
+//! `wecare-rt`: run the WeCare Realtime server, mint dev tokens, watch,
+//! benchmark, back up and migrate. (The fleet simulator is `wecare-sim`.)
 //!
 //! `main` → `run` → exit code: flags and the contract's environment
 //! variables are parsed by clap, turned into a validated `ServerConfig` in
@@ -16,11 +17,9 @@ use wecare_server::{AuthCheckConfig, ForwardConfig, Method, ServerConfig, split_
 
 mod bench;
 mod bench_store;
-mod progress;
-mod simulate;
-mod target;
-mod tokens;
 mod watch;
+
+use wecare_cli::{progress, target, tokens};
 
 /// File in the data folder holding the generated development secret.
 const DEV_SECRET_FILE: &str = "dev-jwt-secret";
@@ -45,10 +44,6 @@ enum Command {
     /// Load a running server with simulated drivers and watchers and print
     /// throughput, latency, and the server's CPU and memory per event.
     Bench(bench::BenchArgs),
-    /// Drive a simulated fleet through the client SDK (own outbox per
-    /// driver), optionally through injected network faults, and report
-    /// what was sent, acked, pending and dead-lettered.
-    Simulate(simulate::SimulateArgs),
     /// Show the fleet live in the terminal, as a watcher sees it.
     Watch(watch::WatchArgs),
     /// Write a consistent copy of the embedded store while the server runs
@@ -246,10 +241,6 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(args) => {
             let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
             runtime.block_on(bench::run(args))
-        }
-        Command::Simulate(args) => {
-            let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
-            runtime.block_on(simulate::run(args))
         }
         Command::Watch(args) => {
             let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;

@@ -6,7 +6,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 /// A spinner with the elapsed time and a message (hidden when stderr is
 /// not a terminal).
-pub(crate) fn spinner() -> ProgressBar {
+pub fn spinner() -> ProgressBar {
     let bar = ProgressBar::new_spinner();
     if let Ok(style) = ProgressStyle::with_template("{spinner} [{elapsed_precise}] {msg}") {
         bar.set_style(style);

@@ -14,7 +14,7 @@ const TLS_CHECK_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The TLS flag of the client commands.
 #[derive(clap::Args, Debug, Clone, Default)]
-pub(crate) struct TlsArgs {
+pub struct TlsArgs {
     /// PEM file of CA certificates to trust for an https:// --url, besides
     /// the built-in Mozilla roots (e.g. a private CA). The server's
     /// certificate is always verified.
@@ -24,7 +24,7 @@ pub(crate) struct TlsArgs {
 
 impl TlsArgs {
     /// The SDK's TLS configuration: the built-in roots plus `--ca-cert`.
-    pub(crate) fn to_config(&self) -> anyhow::Result<TlsConfig> {
+    pub fn to_config(&self) -> anyhow::Result<TlsConfig> {
         match &self.ca_cert {
             None => Ok(TlsConfig::default()),
             Some(path) => {
@@ -35,7 +35,7 @@ impl TlsArgs {
 }
 
 /// The host part of `http[s]://host[:port][/...]`, without IPv6 brackets.
-pub(crate) fn url_host(url: &str) -> anyhow::Result<&str> {
+pub fn url_host(url: &str) -> anyhow::Result<&str> {
     let (scheme, rest) =
         url.split_once("://").with_context(|| format!("--url {url:?} has no scheme (expected http://HOST:PORT)"))?;
     if !["http", "https", "ws", "wss"].iter().any(|s| scheme.eq_ignore_ascii_case(s)) {
@@ -51,11 +51,11 @@ pub(crate) fn url_host(url: &str) -> anyhow::Result<&str> {
 }
 
 /// Whether `url` is https:// (or wss://).
-pub(crate) fn is_tls(url: &str) -> bool {
+pub fn is_tls(url: &str) -> bool {
     url.split_once("://").is_some_and(|(scheme, _)| ["https", "wss"].iter().any(|s| scheme.eq_ignore_ascii_case(s)))
 }
 
-pub(crate) fn is_loopback(host: &str) -> bool {
+pub fn is_loopback(host: &str) -> bool {
     host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
@@ -66,7 +66,7 @@ pub(crate) fn is_loopback(host: &str) -> bool {
 ///
 /// # Errors
 /// The certificate was refused or the handshake failed.
-pub(crate) async fn check_tls(url: &str, tls: &TlsConfig) -> anyhow::Result<()> {
+pub async fn check_tls(url: &str, tls: &TlsConfig) -> anyhow::Result<()> {
     match tls.check_server(url, TLS_CHECK_TIMEOUT).await {
         Ok(()) | Err(ClientError::Io(_) | ClientError::Timeout) => Ok(()),
         Err(e @ ClientError::Certificate { problem: CertificateProblem::UnknownIssuer, .. }) => Err(anyhow!(

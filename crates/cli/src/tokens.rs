@@ -9,30 +9,30 @@ use serde_json::{Value, json};
 
 /// Whose token it is.
 #[derive(Debug, Clone)]
-pub(crate) struct Holder<'a> {
+pub struct Holder<'a> {
     /// The `id` claim (the user).
-    pub(crate) id: &'a str,
+    pub id: &'a str,
     /// The `role` claim: driver, officer, admin, ...
-    pub(crate) role: &'a str,
+    pub role: &'a str,
     /// The `email` claim, when set.
-    pub(crate) email: Option<String>,
+    pub email: Option<String>,
     /// The `driver_id` claim of a driver; `None` uses `id`.
-    pub(crate) driver_id: Option<&'a str>,
+    pub driver_id: Option<&'a str>,
 }
 
 impl<'a> Holder<'a> {
-    pub(crate) fn new(id: &'a str, role: &'a str) -> Self {
+    pub fn new(id: &'a str, role: &'a str) -> Self {
         Self { id, role, email: None, driver_id: None }
     }
 
-    pub(crate) fn with_email(mut self, email: impl Into<String>) -> Self {
+    pub fn with_email(mut self, email: impl Into<String>) -> Self {
         self.email = Some(email.into());
         self
     }
 }
 
 /// A token for `holder`, valid for `valid_for` from now.
-pub(crate) fn mint(secret: &str, holder: &Holder<'_>, valid_for: Duration) -> String {
+pub fn mint(secret: &str, holder: &Holder<'_>, valid_for: Duration) -> String {
     let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     wecare_server::dev_token(secret, &claims(holder, now, valid_for))
 }

@@ -1,4 +1,4 @@
-//! `wecare-rt simulate` and `wecare-rt watch --once` against a real server:
+//! `wecare-sim` and `wecare-rt watch --once` against a real server:
 //! exit codes, the report, and the snapshot table.
 #![allow(clippy::unwrap_used)]
 
@@ -8,9 +8,16 @@ use std::process::Output;
 
 use harness::{SECRET, start_server};
 
-async fn wecare_rt(args: Vec<String>) -> Output {
+/// Runs a tool: `simulate …` is `wecare-sim …`, anything else `wecare-rt …`.
+async fn wecare_rt(mut args: Vec<String>) -> Output {
+    let bin = if args[0] == "simulate" {
+        args.remove(0);
+        env!("CARGO_BIN_EXE_wecare-sim")
+    } else {
+        env!("CARGO_BIN_EXE_wecare-rt")
+    };
     tokio::task::spawn_blocking(move || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_wecare-rt"))
+        std::process::Command::new(bin)
             .args(&args)
             .env("JWT_SECRET", SECRET)
             .env_remove("RUST_LOG")
@@ -87,4 +94,13 @@ async fn simulate_refuses_a_non_loopback_url_and_watch_fails_without_a_server() 
     let watch = wecare_rt(["watch", "--url", &url, "--once", "--timeout", "1"].map(str::to_owned).to_vec()).await;
     assert_eq!(watch.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&watch.stderr).contains("no snapshot"));
+}
+
+#[test]
+fn the_binary_that_serves_carries_no_fault_proxy() {
+    // A log line of the SDK's test proxies (`wecare_client::testing`).
+    const PROXY_MARK: &[u8] = b"proxy connection ended";
+    let carries = |bin: &str| std::fs::read(bin).unwrap().windows(PROXY_MARK.len()).any(|w| w == PROXY_MARK);
+    assert!(carries(env!("CARGO_BIN_EXE_wecare-sim")), "the simulator drives through the fault proxy");
+    assert!(!carries(env!("CARGO_BIN_EXE_wecare-rt")), "wecare-rt links the fault proxy");
 }

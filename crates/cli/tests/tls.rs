@@ -15,12 +15,17 @@ use certs::TestCa;
 use harness::{SECRET, Server, start_server, stored_locations};
 use wecare_client::testing::TlsProxy;
 
-/// Runs `wecare-rt args` with `env` and waits for it.
+/// Runs a tool with `env` and waits for it: `simulate …` is `wecare-sim …`,
+/// anything else `wecare-rt …`.
 async fn wecare_rt(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let (bin, args) = match args {
+        ["simulate", rest @ ..] => (env!("CARGO_BIN_EXE_wecare-sim"), rest),
+        _ => (env!("CARGO_BIN_EXE_wecare-rt"), args),
+    };
     let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
     let env: Vec<(String, String)> = env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
     tokio::task::spawn_blocking(move || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_wecare-rt"))
+        std::process::Command::new(bin)
             .args(&args)
             .env("JWT_SECRET", SECRET)
             .env_remove("RUST_LOG")

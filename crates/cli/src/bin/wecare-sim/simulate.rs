@@ -1,4 +1,4 @@
-//! `wecare-rt simulate`: a fleet of drivers on plausible routes, each a real
+//! `wecare-sim`: a fleet of drivers on plausible routes, each a real
 //! SDK [`Driver`] with its own SQLite outbox, optionally through a
 //! fault-injecting proxy; a live summary on stderr and a final report on
 //! stdout. Loopback only unless told otherwise; stops by itself.
