@@ -15,7 +15,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 use wecare_proto::event;
-use wecare_proto::payload::{DriversSnapshot, EventsPage, SnapshotDriver, StreamEvent, SyncComplete};
+use wecare_proto::payload::{DriversSnapshot, EventsPage, RefreshOk, SnapshotDriver, StreamEvent, SyncComplete};
 
 use crate::backoff::{Backoff, BackoffConfig};
 use crate::http::HttpTarget;
@@ -375,7 +375,7 @@ impl Worker {
             }
         };
         match client.emit_with_ack(event::AUTH_REFRESH, &json!({ "token": token }), self.config.ack_timeout).await {
-            Ok(ack) if ack.get("status").and_then(Value::as_str) == Some("ok") => debug!("token refreshed"),
+            Ok(ack) if RefreshOk::deserialize(&ack).is_ok() => debug!("token refreshed"),
             Ok(ack) => warn!(%ack, "auth:refresh refused"),
             Err(e) => debug!(error = %e, "auth:refresh failed"),
         }

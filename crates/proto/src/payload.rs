@@ -86,6 +86,17 @@ pub struct LocationUpdated {
     pub adjusted: bool,
 }
 
+/// A stream event read for its place alone — its `seq`, and the client's
+/// `id` of a `location:updated` — the rest skipped unparsed: what a reader
+/// that only counts and orders events needs (the benchmark's watchers, which
+/// read tens of thousands a second on the machine they measure).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub struct EventPlace<'a> {
+    pub seq: Seq,
+    #[serde(borrow, default)]
+    pub id: Option<&'a str>,
+}
+
 /// `driver:status:updated`: a stored status change.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(test, derive(TS))]
@@ -194,13 +205,43 @@ pub struct WireError {
     pub message: String,
 }
 
-/// A refusal, as an ack or a REST body.
+/// An error code as a client reads it: one this version knows, or a newer
+/// server's, kept as it was sent (a client then goes by `retryable` alone).
+/// Readers take acks as `ErrorAck<ReceivedCode>` (and the batch types
+/// likewise) so that one new code never makes a whole ack unreadable.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ReceivedCode {
+    Known(ErrorCode),
+    Other(String),
+}
+
+impl ReceivedCode {
+    /// The code, when this version knows it.
+    pub fn known(&self) -> Option<ErrorCode> {
+        match self {
+            Self::Known(c) => Some(*c),
+            Self::Other(_) => None,
+        }
+    }
+
+    /// The code as it travelled.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Known(c) => c.as_str(),
+            Self::Other(s) => s,
+        }
+    }
+}
+
+/// A refusal, as an ack or a REST body. `C`: see [`ReceivedCode`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(test, derive(TS))]
-pub struct ErrorAck {
+#[cfg_attr(test, ts(concrete(C = String)))]
+pub struct ErrorAck<C = ErrorCode> {
     pub status: ErrorStatus,
     #[cfg_attr(test, ts(type = "ErrorCode"))]
-    pub code: ErrorCode,
+    pub code: C,
     pub message: String,
     /// Whether sending the same message again later may succeed.
     pub retryable: bool,
@@ -234,30 +275,33 @@ pub struct LocationOkAck {
 /// The ack of one fix or status change.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(test, derive(TS))]
+#[cfg_attr(test, ts(concrete(C = String)))]
 #[serde(untagged)]
-pub enum LocationResult {
+pub enum LocationResult<C = ErrorCode> {
     /// Stored.
     Ok(LocationOkAck),
     /// Refused.
-    Error(ErrorAck),
+    Error(ErrorAck<C>),
 }
 
 /// The ack of `location:batch`, and the 200 body of the REST fallback.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(test, derive(TS))]
-pub struct BatchAck {
+#[cfg_attr(test, ts(concrete(C = String)))]
+pub struct BatchAck<C = ErrorCode> {
     pub status: OkStatus,
     /// One per fix, in order.
-    pub results: Vec<LocationResult>,
+    pub results: Vec<LocationResult<C>>,
 }
 
 /// A refused REST batch: the first refusal, and every item's result.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(test, derive(TS))]
-pub struct RefusedBatch {
+#[cfg_attr(test, ts(concrete(C = String)))]
+pub struct RefusedBatch<C = ErrorCode> {
     #[serde(flatten)]
-    pub error: ErrorAck,
-    pub results: Vec<LocationResult>,
+    pub error: ErrorAck<C>,
+    pub results: Vec<LocationResult<C>>,
 }
 
 /// The ack of `auth:refresh` that took the new token.

@@ -5,18 +5,14 @@
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use serde::Deserialize;
+
 use tokio::time::Instant;
 use wecare_client::{ConnectOptions, EventMode, ServerEvent, SocketClient};
+use wecare_proto::Seq;
 use wecare_proto::event;
-use wecare_proto::payload::SyncComplete;
+use wecare_proto::payload::{EventPlace, SyncComplete};
 
 use super::{CatchUpConfig, mint_token, spinner};
-
-#[derive(Deserialize)]
-struct SeqOnly {
-    seq: Option<u64>,
-}
 
 /// Runs the catch-up bench and prints its report.
 pub(super) async fn run(config: CatchUpConfig) -> anyhow::Result<()> {
@@ -57,7 +53,7 @@ pub(super) async fn run(config: CatchUpConfig) -> anyhow::Result<()> {
                 bail!("the server sent a snapshot: lastSeq {} is older than retention or beyond the head", config.from)
             }
             Some(ServerEvent::Raw(raw)) => {
-                if let Ok(SeqOnly { seq: Some(seq) }) = raw.parse_data() {
+                if let Ok(EventPlace { seq: Seq(seq), .. }) = raw.parse_data() {
                     if seq != last + 1 {
                         bail!("gap or duplicate: seq {seq} after {last}");
                     }

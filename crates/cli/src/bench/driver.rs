@@ -10,9 +10,11 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use hdrhistogram::Histogram;
+use serde::Deserialize;
 use tokio::time::{Instant, MissedTickBehavior};
 use wecare_client::{ClientError, SocketClient};
 use wecare_proto::event;
+use wecare_proto::payload::{LocationResult, ReceivedCode};
 
 use super::Pace;
 use super::load::{Live, Window, histogram, micros};
@@ -169,10 +171,11 @@ async fn send_one(client: &SocketClient, plan: &DriverPlan, n: u32) -> Sent {
 }
 
 fn classify(ack: &serde_json::Value) -> AckOutcome {
-    match ack.get("status").and_then(serde_json::Value::as_str) {
-        Some("ok") if ack.get("duplicate") == Some(&serde_json::Value::Bool(true)) => AckOutcome::Duplicate,
-        Some("ok") => AckOutcome::Stored,
-        _ => AckOutcome::Rejected(ack.get("code").and_then(serde_json::Value::as_str).unwrap_or("UNKNOWN").to_owned()),
+    match LocationResult::<ReceivedCode>::deserialize(ack) {
+        Ok(LocationResult::Ok(ok)) if ok.duplicate => AckOutcome::Duplicate,
+        Ok(LocationResult::Ok(_)) => AckOutcome::Stored,
+        Ok(LocationResult::Error(err)) => AckOutcome::Rejected(err.code.as_str().to_owned()),
+        Err(_) => AckOutcome::Rejected("UNREADABLE_ACK".to_owned()),
     }
 }
 

@@ -6,12 +6,13 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
 
 use hdrhistogram::Histogram;
-use serde::Deserialize;
+
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use wecare_client::{RawEvent, ServerEvent};
-use wecare_proto::event;
+use wecare_proto::payload::EventPlace;
+use wecare_proto::{Seq, event};
 
 use super::load::{Live, Window, histogram, micros};
 use super::update_id::UpdateId;
@@ -29,14 +30,6 @@ pub(super) struct WatcherStats {
     pub(super) malformed: u64,
     /// Why the socket went away before the end, if it did.
     pub(super) disconnected: Option<String>,
-}
-
-/// The two fields a watcher needs; everything else is skipped unparsed.
-#[derive(Deserialize)]
-struct Updated<'a> {
-    #[serde(borrow)]
-    id: &'a str,
-    seq: u64,
 }
 
 /// Where a watcher is told the run's timing.
@@ -95,7 +88,7 @@ pub(super) async fn watch(
 
 fn on_update(raw: &RawEvent, plan: &WatchPlan, live: &Live, stats: &mut WatcherStats, last_seq: &mut u64) {
     let received_us = micros(plan.origin.elapsed());
-    let Ok(Updated { id, seq }) = raw.parse_data::<Updated<'_>>() else {
+    let Ok(EventPlace { seq: Seq(seq), id: Some(id) }) = raw.parse_data::<EventPlace<'_>>() else {
         stats.malformed += 1;
         return;
     };

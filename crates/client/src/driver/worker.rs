@@ -3,12 +3,14 @@
 
 use std::sync::Arc;
 
+use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 use wecare_proto::event;
+use wecare_proto::payload::RefreshOk;
 
 use super::ack::interpret_ack;
 use super::state::{Store, blocking, mutate};
@@ -225,7 +227,7 @@ impl Worker {
             }
         };
         match client.emit_with_ack(event::AUTH_REFRESH, &json!({ "token": token }), self.config.ack_timeout).await {
-            Ok(ack) if ack.get("status").and_then(Value::as_str) == Some("ok") => debug!("token refreshed"),
+            Ok(ack) if RefreshOk::deserialize(&ack).is_ok() => debug!("token refreshed"),
             Ok(ack) => self.set_error(format!("auth:refresh refused: {ack}")),
             Err(e) => self.set_error(format!("auth:refresh: {e}")),
         }
