@@ -223,13 +223,18 @@ mod tests {
 
     #[test]
     fn acks_are_classified_by_status_and_duplicate() {
-        assert!(matches!(classify(&json!({"status": "ok", "seq": 1, "duplicate": false})), AckOutcome::Stored));
-        assert!(matches!(classify(&json!({"status": "ok", "duplicate": true})), AckOutcome::Duplicate));
+        let ok = |duplicate| json!({"status": "ok", "id": "a", "seq": 1, "timestamp": "2026-12-07T10:00:00.000Z", "duplicate": duplicate});
+        assert!(matches!(classify(&ok(false)), AckOutcome::Stored));
+        assert!(matches!(classify(&ok(true)), AckOutcome::Duplicate));
         assert!(matches!(
-            classify(&json!({"status": "error", "code": "RATE_LIMITED"})),
+            classify(&json!({"status": "error", "code": "RATE_LIMITED", "message": "slow down", "retryable": true})),
             AckOutcome::Rejected(code) if code == "RATE_LIMITED"
         ));
-        assert!(matches!(classify(&json!(null)), AckOutcome::Rejected(code) if code == "UNKNOWN"));
+        assert!(matches!(
+            classify(&json!({"status": "error", "code": "SOMETHING_NEWER", "message": "m", "retryable": false})),
+            AckOutcome::Rejected(code) if code == "SOMETHING_NEWER"
+        ));
+        assert!(matches!(classify(&json!(null)), AckOutcome::Rejected(code) if code == "UNREADABLE_ACK"));
     }
 
     #[test]
