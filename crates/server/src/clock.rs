@@ -15,6 +15,17 @@ pub(crate) fn now_ms() -> Millis {
     (now.unix_timestamp_nanos() / 1_000_000) as Millis
 }
 
+/// Epoch microseconds, strictly increasing within this process (a clock
+/// step back does not reorder): when a socket's handshake completed, which
+/// orders a user's sockets oldest-first across a cluster.
+pub(crate) fn handshake_micros() -> i64 {
+    use std::sync::atomic::{AtomicI64, Ordering};
+    static LAST: AtomicI64 = AtomicI64::new(0);
+    let now = (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000) as i64;
+    let prev = LAST.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |last| Some(now.max(last + 1))).unwrap_or(0);
+    now.max(prev + 1)
+}
+
 /// `2026-01-16T08:30:00.000Z`: UTC, always with milliseconds (contract §4).
 pub(crate) fn iso(ms: Millis) -> String {
     let dt =

@@ -20,7 +20,8 @@ const NODE: &str = "local";
 pub(crate) struct LocalCluster {
     sockets: Arc<LocalSockets>,
     /// Each user's open sockets, oldest first.
-    users: Mutex<HashMap<String, VecDeque<String>>>,
+    /// Per user: `(opened_at, sid)`, oldest first.
+    users: Mutex<HashMap<String, VecDeque<(i64, String)>>>,
     bus: broadcast::Sender<BusMessage>,
     commits: watch::Sender<u64>,
     /// Never bumped: one node with its store in-process has no lease.
@@ -77,20 +78,23 @@ impl Cluster for LocalCluster {
         &self,
         subject: &str,
         sid: &str,
+        opened_at: i64,
         max: usize,
     ) -> BoxFuture<'_, Result<Vec<SocketKey>, StorageError>> {
         let mut users = self.users.lock().unwrap_or_else(|e| e.into_inner());
         let open = users.entry(subject.to_string()).or_default();
-        open.push_back(sid.to_string());
+        // In handshake order, whatever order the connect handlers run in.
+        let at = open.partition_point(|(t, _)| *t <= opened_at);
+        open.insert(at, (opened_at, sid.to_string()));
         let excess = open.len().saturating_sub(max.max(1));
-        let evicted = open.drain(..excess).map(|sid| SocketKey { node: NODE.to_string(), sid }).collect();
+        let evicted = open.drain(..excess).map(|(_, sid)| SocketKey { node: NODE.to_string(), sid }).collect();
         done(evicted)
     }
 
     fn user_socket_closed(&self, subject: &str, sid: &str) -> BoxFuture<'_, Result<(), StorageError>> {
         let mut users = self.users.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(open) = users.get_mut(subject) {
-            open.retain(|s| s != sid);
+            open.retain(|(_, s)| s != sid);
             if open.is_empty() {
                 users.remove(subject);
             }
@@ -134,11 +138,21 @@ mod tests {
     #[tokio::test]
     async fn one_more_socket_than_allowed_evicts_the_oldest() {
         let c = LocalCluster::new(Arc::default());
-        assert!(c.user_socket_opened("u", "a", 2).await.unwrap().is_empty());
-        assert!(c.user_socket_opened("u", "b", 2).await.unwrap().is_empty());
-        let evicted = c.user_socket_opened("u", "c", 2).await.unwrap();
+        assert!(c.user_socket_opened("u", "a", 1, 2).await.unwrap().is_empty());
+        assert!(c.user_socket_opened("u", "b", 2, 2).await.unwrap().is_empty());
+        let evicted = c.user_socket_opened("u", "c", 3, 2).await.unwrap();
         assert_eq!(evicted, vec![SocketKey { node: NODE.into(), sid: "a".into() }]);
         c.user_socket_closed("u", "b").await.unwrap();
-        assert!(c.user_socket_opened("u", "d", 2).await.unwrap().is_empty());
+        assert!(c.user_socket_opened("u", "d", 4, 2).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn the_oldest_is_the_first_handshake_whatever_order_the_sockets_are_counted_in() {
+        let c = LocalCluster::new(Arc::default());
+        // The second socket's connect handler ran first.
+        assert!(c.user_socket_opened("u", "second", 20, 2).await.unwrap().is_empty());
+        assert!(c.user_socket_opened("u", "first", 10, 2).await.unwrap().is_empty());
+        let evicted = c.user_socket_opened("u", "third", 30, 2).await.unwrap();
+        assert_eq!(evicted, vec![SocketKey { node: NODE.into(), sid: "first".into() }]);
     }
 }

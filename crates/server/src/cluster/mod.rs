@@ -79,12 +79,15 @@ pub(crate) trait Cluster: Send + Sync + std::fmt::Debug + 'static {
     /// within `grace` ms (a dead node's sockets count until its lease ran
     /// out): they should be announced offline.
     fn gone_drivers(&self, online: Vec<DriverId>, grace: Millis) -> BoxFuture<'_, Result<Vec<DriverId>, StorageError>>;
-    /// A user's socket opened here; returns that user's sockets beyond the
-    /// newest `max`, anywhere in the cluster (to be closed).
+    /// A user's socket opened here, its handshake accepted at `opened_at`
+    /// (epoch µs, see `clock::handshake_micros`); returns that user's
+    /// sockets beyond the newest `max` by `opened_at`, anywhere in the
+    /// cluster (to be closed).
     fn user_socket_opened(
         &self,
         subject: &str,
         sid: &str,
+        opened_at: i64,
         max: usize,
     ) -> BoxFuture<'_, Result<Vec<SocketKey>, StorageError>>;
     /// A user's socket on this node closed.

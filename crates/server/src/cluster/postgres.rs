@@ -293,14 +293,19 @@ impl Cluster for PgCluster {
         &self,
         subject: &str,
         sid: &str,
+        opened_at: i64,
         max: usize,
     ) -> BoxFuture<'_, Result<Vec<SocketKey>, StorageError>> {
         let (subject, sid) = (subject.to_string(), sid.to_string());
         Box::pin(async move {
             let c = self.plain.get().await?;
+            // `opened` is the handshake time, not the column's own serial
+            // (the insert order of concurrent connect handlers): the oldest
+            // socket is the one whose client connected first. Rows of a node
+            // of an earlier release (serial numbers) count as older than all.
             c.0.execute(
-                "INSERT INTO user_sockets (node_id, sid, subject) VALUES ($1, $2, $3)",
-                &[&self.node_id, &sid, &subject],
+                "INSERT INTO user_sockets (node_id, sid, subject, opened) VALUES ($1, $2, $3, $4)",
+                &[&self.node_id, &sid, &subject, &opened_at],
             )
             .await?;
             let rows =
@@ -388,5 +393,31 @@ impl Cluster for PgCluster {
 
     fn is_healthy(&self) -> bool {
         self.healthy.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pg_testing::PgServer;
+    use crate::storage::postgres::{PgLog, parse_url};
+
+    #[tokio::test]
+    async fn the_oldest_socket_is_the_first_handshake_whatever_order_the_sockets_are_counted_in() {
+        let server = PgServer::shared();
+        let db = server.database("sockets");
+        let config = parse_url(&db.url).unwrap();
+        let log = PgLog::open(&config).await.expect("creates the schema");
+        let (tracker, stop) = (TaskTracker::new(), CancellationToken::new());
+        let cluster = PgCluster::start(&config, log.writable_flag(), &tracker, stop.clone()).await.unwrap();
+        let node = cluster.node_id().to_string();
+        // The second socket's connect handler ran first.
+        assert!(cluster.user_socket_opened("u", "second", 20, 2).await.unwrap().is_empty());
+        assert!(cluster.user_socket_opened("u", "first", 10, 2).await.unwrap().is_empty());
+        let evicted = cluster.user_socket_opened("u", "third", 30, 2).await.unwrap();
+        assert_eq!(evicted, vec![SocketKey { node, sid: "first".into() }]);
+        stop.cancel();
+        tracker.close();
+        tracker.wait().await;
     }
 }

@@ -32,10 +32,10 @@ pub(crate) struct PendingDeliveries {
 /// the newest is the one that works). A cluster that cannot be asked (the
 /// database is down) lets the socket in: the limit is a safeguard, not worth
 /// refusing a driver over.
-pub(crate) async fn admit(app: &SharedState, subject: &str, s: &SocketRef) {
+pub(crate) async fn admit(app: &SharedState, subject: &str, opened_at: i64, s: &SocketRef) {
     let sid = s.id.to_string();
     let max = app.config.max_connections_per_user;
-    let evicted = match app.cluster.user_socket_opened(subject, &sid, max).await {
+    let evicted = match app.cluster.user_socket_opened(subject, &sid, opened_at, max).await {
         Ok(e) => e,
         Err(e) => {
             tracing::warn!(error = %e, "connection limit not checked");

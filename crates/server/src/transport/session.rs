@@ -21,6 +21,10 @@ use crate::domain::revocation::token_hash;
 #[derive(Debug)]
 pub(crate) struct Session {
     pub(crate) principal: Principal,
+    /// When its handshake was accepted ([`crate::clock::handshake_micros`]):
+    /// its age among its user's sockets, whatever order the connect
+    /// handlers (separate tasks) happen to run in.
+    pub(crate) opened_at: i64,
     /// The socket's current token and its hash (revocation checks).
     token: Mutex<(String, String)>,
     /// Revoked at this time (epoch ms); 0 while not revoked.
@@ -57,6 +61,7 @@ impl Session {
         let hash = token_hash(&token);
         Self {
             principal,
+            opened_at: crate::clock::handshake_micros(),
             token: Mutex::new((token, hash)),
             revoked_at: AtomicI64::new(0),
             cut_reason: std::sync::OnceLock::new(),

@@ -105,7 +105,7 @@ async fn on_connect(s: SocketRef, TryData(auth): TryData<Value>, State(app): Sta
     if !joined {
         return;
     }
-    super::peers::admit(&app, &p.subject, &s).await;
+    super::peers::admit(&app, &p.subject, session.opened_at, &s).await;
 
     if let Some(driver) = p.driver_id() {
         tracing::debug!(sid = %s.id, driver = ?driver.as_str(), "driver connected");
