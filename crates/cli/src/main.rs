@@ -391,6 +391,7 @@ fn serve_config(args: &ServeArgs) -> anyhow::Result<ServerConfig> {
         backend_max_calls_per_min: args.backend_max_calls_per_min.max(1),
         max_connections: args.max_connections,
         header_read_timeout: Duration::from_millis(args.header_read_timeout_ms.max(100)),
+        socket_queue: ServerConfig::default().socket_queue,
     })
 }
 

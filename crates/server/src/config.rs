@@ -65,6 +65,11 @@ pub struct ServerConfig {
     /// How long a request head may take to arrive, and a keep-alive
     /// connection may sit idle between requests. Defaults to 10 s.
     pub header_read_timeout: Duration,
+    /// Frames a socket may have queued unsent; a watcher that lets it fill
+    /// falls behind (and is caught up from storage). It must hold a live
+    /// delivery round with room to spare. Its memory is taken only as it
+    /// fills. Defaults to 6144 (not an environment variable: tests lower it).
+    pub socket_queue: usize,
 }
 
 /// The defaults, once, in the units of the flags and environment variables
@@ -149,6 +154,7 @@ impl Default for ServerConfig {
             backend_max_calls_per_min: d::BACKEND_MAX_CALLS_PER_MIN,
             max_connections: d::MAX_CONNECTIONS,
             header_read_timeout: Duration::from_millis(d::HEADER_READ_TIMEOUT_MS),
+            socket_queue: crate::stream::fanout::SOCKET_QUEUE,
         }
     }
 }
@@ -176,6 +182,7 @@ impl std::fmt::Debug for ServerConfig {
             .field("backend_max_calls_per_min", &self.backend_max_calls_per_min)
             .field("max_connections", &self.max_connections)
             .field("header_read_timeout", &self.header_read_timeout)
+            .field("socket_queue", &self.socket_queue)
             .finish_non_exhaustive()
     }
 }

@@ -205,9 +205,13 @@ pub async fn serve(listener: TcpListener, config: ServerConfig, shutdown: Cancel
         // Per-socket read buffer: fixes are small; a large batch just takes more reads.
         .ws_read_buffer_size(1024)
         // Per-socket send queue, in packets. Its blocks are allocated only as
-        // a burst fills them; a replay refills it every millisecond, so this
-        // bounds a catch-up at ~500k events/s per watcher.
-        .max_buffer_size(512)
+        // a burst fills them (an idle socket pays nothing for its size). It
+        // must hold a live delivery round with room to spare: a round larger
+        // than the queue sends a watcher that reads at full speed to the
+        // storage catch-up, which renders every event again for it alone
+        // (at 20 000 fixes/s, 512 sent the watchers behind dozens of times
+        // a run and the replays took half a core).
+        .max_buffer_size(config.socket_queue.max(1))
         .connect_timeout(config.handshake_timeout)
         .with_state(Arc::clone(&state))
         .build_layer();

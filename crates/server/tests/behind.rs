@@ -84,7 +84,12 @@ async fn live_again(driver: &SocketClient, events: &mut Events, next: u64) {
 async fn large_rounds_a_watcher_that_stops_reading_gets_every_event_once_in_order() {
     const BATCHES: usize = 3;
     const PER_BATCH: usize = 1000;
-    let server = TestServer::start_with(|c| c.rate_limit_per_sec = 100_000).await;
+    let server = TestServer::start_with(|c| {
+        c.rate_limit_per_sec = 100_000;
+        // The release queue (6144 frames) takes as well, only more fixes.
+        c.socket_queue = 512;
+    })
+    .await;
     let (_watcher, mut events, from) = stalled_watcher(&server).await;
     let driver = big_driver(&server).await;
     for b in 0..BATCHES {
@@ -99,7 +104,12 @@ async fn large_rounds_a_watcher_that_stops_reading_gets_every_event_once_in_orde
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn small_rounds_a_watcher_that_stops_reading_gets_every_event_once_in_order() {
-    let server = TestServer::start_with(|c| c.rate_limit_per_sec = 100_000).await;
+    let server = TestServer::start_with(|c| {
+        c.rate_limit_per_sec = 100_000;
+        // The release queue (6144 frames) takes as well, only more fixes.
+        c.socket_queue = 512;
+    })
+    .await;
     let (_watcher, mut events, from) = stalled_watcher(&server).await;
     let driver = big_driver(&server).await;
     // One fix per delivery round — each acked, and the next sent after the
