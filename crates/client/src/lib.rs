@@ -162,13 +162,15 @@ pub mod backoff;
 mod connection;
 mod driver;
 mod endpoint;
-mod engine;
+// The wire codec is shared with the server side (`wecare_proto::codec`).
+use wecare_proto::codec::{engine, packet};
+
 mod error;
 mod event;
 mod http;
 mod options;
 pub mod outbox;
-mod packet;
+
 mod socket;
 #[cfg(feature = "test-util")]
 pub mod testing;

@@ -7,11 +7,11 @@ use serde::Deserialize;
 
 /// Reply to a server ping without payload (the only kind sent on a
 /// websocket-only connection; `2probe` belongs to the polling upgrade).
-pub(crate) const PONG: &str = "3";
+pub const PONG: &str = "3";
 
 /// One decoded Engine.IO packet, borrowing from the frame text.
 #[derive(Debug, PartialEq)]
-pub(crate) enum EnginePacket<'a> {
+pub enum EnginePacket<'a> {
     /// `0{json}`: the session parameters.
     Open(OpenInfo),
     /// `1`: the server closes the session.
@@ -29,39 +29,42 @@ pub(crate) enum EnginePacket<'a> {
 /// The parameters of the `open` packet.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub(crate) struct OpenInfo {
+pub struct OpenInfo {
     /// The Engine.IO session id.
-    pub(crate) sid: String,
+    pub sid: String,
     /// Milliseconds between server pings.
-    pub(crate) ping_interval: u64,
+    pub ping_interval: u64,
     /// Milliseconds the server waits for a pong.
-    pub(crate) ping_timeout: u64,
+    pub ping_timeout: u64,
     /// The largest frame the server accepts, in bytes.
     #[serde(default)]
-    pub(crate) max_payload: u64,
+    pub max_payload: u64,
 }
 
 impl OpenInfo {
     /// How long without a ping means the server is gone: the Engine.IO client
     /// rule, `pingInterval + pingTimeout`.
-    pub(crate) fn heartbeat_deadline(&self) -> Duration {
+    pub fn heartbeat_deadline(&self) -> Duration {
         Duration::from_millis(self.ping_interval.saturating_add(self.ping_timeout))
     }
 }
 
 /// Why a frame is not a valid Engine.IO packet.
 #[derive(Debug, thiserror::Error, PartialEq)]
-pub(crate) enum EngineDecodeError {
+pub enum EngineDecodeError {
+    /// A frame with no packet type.
     #[error("empty engine.io frame")]
     Empty,
+    /// A packet type Engine.IO v4 does not have.
     #[error("unknown engine.io packet type {0:?}")]
     UnknownType(char),
+    /// An open packet whose JSON is not the session parameters.
     #[error("malformed open packet: {0}")]
     BadOpen(String),
 }
 
 /// Decodes one websocket text frame.
-pub(crate) fn decode(frame: &str) -> Result<EnginePacket<'_>, EngineDecodeError> {
+pub fn decode(frame: &str) -> Result<EnginePacket<'_>, EngineDecodeError> {
     let mut chars = frame.chars();
     let kind = chars.next().ok_or(EngineDecodeError::Empty)?;
     let rest = chars.as_str();
@@ -77,7 +80,7 @@ pub(crate) fn decode(frame: &str) -> Result<EnginePacket<'_>, EngineDecodeError>
 }
 
 /// The pong frame answering a ping that carried `payload`.
-pub(crate) fn pong(payload: &str) -> String {
+pub fn pong(payload: &str) -> String {
     let mut frame = String::with_capacity(1 + payload.len());
     frame.push_str(PONG);
     frame.push_str(payload);

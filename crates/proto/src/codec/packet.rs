@@ -14,46 +14,61 @@ use serde_json::value::RawValue;
 
 /// The Socket.IO packet types.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum PacketKind {
+pub enum PacketKind {
+    /// `0`: join a namespace (with `auth`), or the server's reply.
     Connect,
+    /// `1`: leave a namespace.
     Disconnect,
+    /// `2`: an event, `[name, ...args]`.
     Event,
+    /// `3`: the answer to an event sent with an ack id.
     Ack,
+    /// `4`: a refused connect, `{message}`.
     ConnectError,
+    /// `5`: an event with binary attachments (refused on this wire).
     BinaryEvent,
+    /// `6`: an ack with binary attachments (refused on this wire).
     BinaryAck,
 }
 
 /// One decoded packet, borrowing from the frame text.
 #[derive(Debug, PartialEq)]
-pub(crate) struct Packet<'a> {
-    pub(crate) kind: PacketKind,
+pub struct Packet<'a> {
+    /// What the packet is.
+    pub kind: PacketKind,
     /// `/` when the packet names no namespace.
-    pub(crate) namespace: &'a str,
-    pub(crate) ack_id: Option<u64>,
+    pub namespace: &'a str,
+    /// The ack id: set on an event that asks for an answer, and on the answer.
+    pub ack_id: Option<u64>,
     /// The JSON payload, unparsed; empty when absent.
-    pub(crate) payload: &'a str,
+    pub payload: &'a str,
 }
 
 /// Why a message is not a valid Socket.IO packet.
 #[derive(Debug, thiserror::Error, PartialEq)]
-pub(crate) enum PacketDecodeError {
+pub enum PacketDecodeError {
+    /// A message with no packet type.
     #[error("empty socket.io packet")]
     Empty,
+    /// A packet type Socket.IO v5 does not have.
     #[error("unknown socket.io packet type {0:?}")]
     UnknownType(char),
+    /// A binary packet's attachment count is not a number followed by `-`.
     #[error("malformed attachment count")]
     BadAttachments,
+    /// An ack id that is not a number in range.
     #[error("ack id out of range")]
     BadAckId,
+    /// An event payload that is not `[name, ...args]`.
     #[error("malformed event payload: {0}")]
     BadEvent(String),
+    /// An ack payload that is not a JSON array.
     #[error("malformed ack payload: {0}")]
     BadAck(String),
 }
 
 /// Decodes the Socket.IO packet inside an Engine.IO message.
-pub(crate) fn decode(msg: &str) -> Result<Packet<'_>, PacketDecodeError> {
+pub fn decode(msg: &str) -> Result<Packet<'_>, PacketDecodeError> {
     let bytes = msg.as_bytes();
     let kind = match bytes.first().ok_or(PacketDecodeError::Empty)? {
         b'0' => PacketKind::Connect,
@@ -95,16 +110,17 @@ pub(crate) fn decode(msg: &str) -> Result<Packet<'_>, PacketDecodeError> {
 
 /// The parts of an event's `["name", data, ...]` array.
 #[derive(Debug, PartialEq)]
-pub(crate) struct EventArgs<'a> {
-    pub(crate) name: Cow<'a, str>,
+pub struct EventArgs<'a> {
+    /// The event's name.
+    pub name: Cow<'a, str>,
     /// Where the first argument after the name sits in the payload.
-    pub(crate) data: Option<Range<usize>>,
+    pub data: Option<Range<usize>>,
 }
 
 /// Splits an event payload into its name and the span of its first argument,
 /// without building a JSON tree of the data (nor any allocation, unless the
 /// name has escapes).
-pub(crate) fn event_args(payload: &str) -> Result<EventArgs<'_>, PacketDecodeError> {
+pub fn event_args(payload: &str) -> Result<EventArgs<'_>, PacketDecodeError> {
     let bad = |e: String| PacketDecodeError::BadEvent(e);
     let FirstTwo(first, second, _) =
         serde_json::from_str::<FirstTwo<'_, &RawValue, &RawValue>>(payload).map_err(|e| bad(e.to_string()))?;
@@ -122,7 +138,7 @@ pub(crate) fn event_args(payload: &str) -> Result<EventArgs<'_>, PacketDecodeErr
 }
 
 /// The first argument of an ack payload `[data, ...]`; `null` when empty.
-pub(crate) fn first_ack_arg(payload: &str) -> Result<serde_json::Value, PacketDecodeError> {
+pub fn first_ack_arg(payload: &str) -> Result<serde_json::Value, PacketDecodeError> {
     let FirstTwo(first, _, _) = serde_json::from_str::<FirstTwo<'_, serde_json::Value, IgnoredAny>>(payload)
         .map_err(|e| PacketDecodeError::BadAck(e.to_string()))?;
     Ok(first.unwrap_or(serde_json::Value::Null))
@@ -155,13 +171,13 @@ impl<'de, A: Deserialize<'de>, B: Deserialize<'de>> Deserialize<'de> for FirstTw
 }
 
 /// `part` is a sub-slice of `whole`; its byte range there.
-pub(crate) fn span_of(whole: &str, part: &str) -> Range<usize> {
+pub fn span_of(whole: &str, part: &str) -> Range<usize> {
     let start = (part.as_ptr() as usize).saturating_sub(whole.as_ptr() as usize);
     start..start + part.len()
 }
 
 /// `40[/ns,][auth]`: connect to a namespace.
-pub(crate) fn encode_connect(namespace: &str, auth_json: Option<&str>) -> String {
+pub fn encode_connect(namespace: &str, auth_json: Option<&str>) -> String {
     let mut frame = header(PacketKind::Connect, namespace, auth_json.map_or(0, str::len));
     if let Some(auth) = auth_json {
         frame.push_str(auth);
@@ -170,14 +186,14 @@ pub(crate) fn encode_connect(namespace: &str, auth_json: Option<&str>) -> String
 }
 
 /// `41[/ns,]`: leave a namespace.
-pub(crate) fn encode_disconnect(namespace: &str) -> String {
+pub fn encode_disconnect(namespace: &str) -> String {
     header(PacketKind::Disconnect, namespace, 0)
 }
 
 /// `42[/ns,][id]["name",data]`: an event, with an ack id when a reply is wanted.
 ///
 /// `data_json` must be valid JSON; it is copied as is.
-pub(crate) fn encode_event(namespace: &str, ack_id: Option<u64>, name: &str, data_json: &str) -> String {
+pub fn encode_event(namespace: &str, ack_id: Option<u64>, name: &str, data_json: &str) -> String {
     let mut frame = header(PacketKind::Event, namespace, name.len() + data_json.len() + 26);
     if let Some(id) = ack_id {
         // Writing to a String cannot fail.
