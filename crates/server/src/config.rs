@@ -68,7 +68,7 @@ pub struct ServerConfig {
     /// Frames a socket may have queued unsent; a watcher that lets it fill
     /// falls behind (and is caught up from storage). It must hold a live
     /// delivery round with room to spare. Its memory is taken only as it
-    /// fills. Defaults to 6144 (not an environment variable: tests lower it).
+    /// fills. Defaults to 2048 (not an environment variable: tests lower it).
     pub socket_queue: usize,
 }
 

@@ -86,7 +86,7 @@ async fn large_rounds_a_watcher_that_stops_reading_gets_every_event_once_in_orde
     const PER_BATCH: usize = 1000;
     let server = TestServer::start_with(|c| {
         c.rate_limit_per_sec = 100_000;
-        // The release queue (6144 frames) takes as well, only more fixes.
+        // The release queue (2048 frames) takes as well, only more fixes.
         c.socket_queue = 512;
     })
     .await;
@@ -106,7 +106,7 @@ async fn large_rounds_a_watcher_that_stops_reading_gets_every_event_once_in_orde
 async fn small_rounds_a_watcher_that_stops_reading_gets_every_event_once_in_order() {
     let server = TestServer::start_with(|c| {
         c.rate_limit_per_sec = 100_000;
-        // The release queue (6144 frames) takes as well, only more fixes.
+        // The release queue (2048 frames) takes as well, only more fixes.
         c.socket_queue = 512;
     })
     .await;

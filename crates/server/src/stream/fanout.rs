@@ -33,11 +33,13 @@ const RING: usize = 16_384;
 /// How long a delivery round waits for further commits.
 const GATHER: Duration = Duration::from_millis(3);
 /// Most events in one delivery round (one commit past it at most).
-const GATHER_MAX: usize = 1024;
+const GATHER_MAX: usize = 512;
 /// Frames a watcher's socket queues (`max_buffer_size`): a round of
 /// [`GATHER_MAX`] plus a whole group commit, with room for what else it is
-/// sent; a watcher that lets it fill is behind (paced from storage).
-pub(crate) const SOCKET_QUEUE: usize = 4096 + 2 * GATHER_MAX;
+/// sent; a watcher that lets it fill is behind (paced from storage). Kept
+/// no larger than that: a frame may be a 64 KiB notification, and a socket
+/// that stopped reading holds its queue until the write-stall bound closes it.
+pub(crate) const SOCKET_QUEUE: usize = super::sequencer::MAX_GROUP + 2 * GATHER_MAX;
 
 /// What the fan-out task is asked to do.
 #[derive(Debug)]

@@ -15,8 +15,9 @@ use crate::domain::event::{NewEvent, SharedEvent};
 use crate::metrics::Metrics;
 use crate::storage::{Appended, EventLog};
 
-/// Most events in one group commit.
-const MAX_GROUP: usize = 4096;
+/// Most events in one group commit (one commit is delivered as one round:
+/// see `fanout::SOCKET_QUEUE`).
+pub(crate) const MAX_GROUP: usize = 1024;
 /// Requests that may wait for the sequencer; beyond this senders wait.
 const QUEUE: usize = 4096;
 /// How long a sender waits for room in the queue before answering UNAVAILABLE.
