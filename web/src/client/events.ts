@@ -7,22 +7,7 @@
  * a string literal or writes a payload's shape.
  */
 import { ClientEvent, HandshakeRefusal, ServerEvent } from './wire.gen';
-import type {
-  AuthExpired,
-  AuthExpiring,
-  BatchAck,
-  DriverPresence,
-  DriversSnapshot,
-  DriverStatusUpdated,
-  ErrorAck,
-  EventsPage,
-  LocationFix,
-  LocationUpdated,
-  RefreshOk,
-  StreamEvent,
-  SyncComplete,
-  WireError,
-} from './payloads.gen';
+import type * as P from './payloads.gen';
 
 // The vocabulary shared with the server, generated from crates/proto.
 export {
@@ -47,30 +32,11 @@ export const SERVER_DISCONNECT_REASON = 'io server disconnect';
 export const CLIENT_DISCONNECT_REASON = 'io client disconnect';
 
 // The payloads, generated from crates/proto (src/payload.rs).
-export type {
-  AuthExpired,
-  AuthExpiring,
-  BatchAck,
-  DriverPresence,
-  DriversSnapshot,
-  DriverStatusUpdated,
-  ErrorAck,
-  EventsPage,
-  IsoTime,
-  LocationFix,
-  LocationOkAck,
-  LocationResult,
-  LocationUpdated,
-  RefreshOk,
-  SnapshotDriver,
-  StreamEvent,
-  SyncComplete,
-  WireError,
-} from './payloads.gen';
+export type * from './payloads.gen';
 
-export type RefreshAck = RefreshOk | ErrorAck;
+export type RefreshAck = P.RefreshOk | P.ErrorAck;
 
-export type StreamEventType = StreamEvent['type'];
+export type StreamEventType = P.StreamEvent['type'];
 
 export const STREAM_EVENT_TYPES: readonly StreamEventType[] = [
   ServerEvent.LocationUpdated,
@@ -79,7 +45,7 @@ export const STREAM_EVENT_TYPES: readonly StreamEventType[] = [
 ];
 
 /** Body of `GET /api/realtime/latest`. */
-export type LatestState = DriversSnapshot;
+export type LatestState = P.DriversSnapshot;
 
 /** Handshake `auth` of a watcher (contract §5 resume). */
 export interface WatcherAuth {
@@ -90,23 +56,23 @@ export interface WatcherAuth {
 
 /** Typed socket maps for `Socket<ServerToClient, ClientToServer>`. */
 export interface ServerToClientEvents {
-  [ServerEvent.LocationUpdated]: (e: LocationUpdated) => void;
-  [ServerEvent.DriverStatusUpdated]: (e: DriverStatusUpdated) => void;
-  [ServerEvent.DriverPresence]: (e: DriverPresence) => void;
-  [ServerEvent.DriversSnapshot]: (e: DriversSnapshot) => void;
-  [ServerEvent.SyncComplete]: (e: SyncComplete) => void;
-  [ServerEvent.AuthExpiring]: (e: AuthExpiring) => void;
-  [ServerEvent.AuthExpired]: (e: AuthExpired) => void;
-  [ServerEvent.Error]: (e: WireError) => void;
+  [ServerEvent.LocationUpdated]: (e: P.LocationUpdated) => void;
+  [ServerEvent.DriverStatusUpdated]: (e: P.DriverStatusUpdated) => void;
+  [ServerEvent.DriverPresence]: (e: P.DriverPresence) => void;
+  [ServerEvent.DriversSnapshot]: (e: P.DriversSnapshot) => void;
+  [ServerEvent.SyncComplete]: (e: P.SyncComplete) => void;
+  [ServerEvent.AuthExpiring]: (e: P.AuthExpiring) => void;
+  [ServerEvent.AuthExpired]: (e: P.AuthExpired) => void;
+  [ServerEvent.Error]: (e: P.WireError) => void;
 }
 
 export interface ClientToServerEvents {
   [ClientEvent.AuthRefresh]: (p: { token: string }, ack: (r: RefreshAck) => void) => void;
   [ClientEvent.EventsSync]: (
     p: { since?: number; limit?: number; streamId?: string },
-    ack: (r: EventsPage | ErrorAck) => void,
+    ack: (r: P.EventsPage | P.ErrorAck) => void,
   ) => void;
-  [ClientEvent.LocationBatch]: (p: { updates: LocationFix[] }, ack: (r: BatchAck | ErrorAck) => void) => void;
+  [ClientEvent.LocationBatch]: (p: { updates: P.LocationFix[] }, ack: (r: P.BatchAck | P.ErrorAck) => void) => void;
 }
 
 /** REST paths this client uses (docs/protocol.md §7). */
