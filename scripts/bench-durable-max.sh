@@ -26,17 +26,8 @@ bare=./target/release/examples/bare_fanout
 [ -n "${WECARE_BIN:-}" ] || cargo build --release --bin wecare-rt --quiet
 cargo build --release -p wecare-server --example bare_fanout --quiet
 
-work=$(mktemp -d /tmp/wecare-durable-max.XXXXXX)
-pg_dir=$(mktemp -d /tmp/wecare-durable-pg.XXXXXX)
-server_pid=""
-cleanup() {
-  [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null || true
-  wait 2>/dev/null || true
-  scripts/pg-instance.sh stop "$pg_dir" 2>/dev/null || true
-  rm -rf "$work" "$pg_dir"
-}
-trap cleanup EXIT
-pg_url=$(scripts/pg-instance.sh start "$pg_dir")
+. scripts/bench-env.sh
+bench_env durable-max
 port=3295
 
 start() { # KIND

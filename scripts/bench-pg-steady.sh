@@ -17,17 +17,8 @@ secret=bench-pg-steady-0123456789abcdef0123
 bin=${WECARE_BIN:-./target/release/wecare-rt}
 [ -n "${WECARE_BIN:-}" ] || cargo build --release --bin wecare-rt --quiet
 
-work=$(mktemp -d /tmp/wecare-pg-steady.XXXXXX)
-pg_dir=$(mktemp -d /tmp/wecare-pg-steady-pg.XXXXXX)
-server_pid=""
-cleanup() {
-  [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null || true
-  wait 2>/dev/null || true
-  scripts/pg-instance.sh stop "$pg_dir" 2>/dev/null || true
-  rm -rf "$work" "$pg_dir"
-}
-trap cleanup EXIT
-pg_url=$(scripts/pg-instance.sh start "$pg_dir")
+. scripts/bench-env.sh
+bench_env pg-steady
 port=3297
 env JWT_SECRET=$secret RATE_LIMIT_PER_SEC=100000 HOST=127.0.0.1 PORT=$port DATABASE_URL="$pg_url" RUST_LOG=warn \
   $bin serve >"$work/server.log" 2>&1 &
