@@ -14,7 +14,7 @@ import { startServer, pgAdminUrl } from '../lib/server.mjs';
 import { startBackend } from '../lib/backend.mjs';
 import { randomSecret } from '../lib/token.mjs';
 import {
-  connect, connectError, connectDriver, connectWatcher, closeAll, fix, rest, metricsSnapshot, ISO_MS_Z,
+  connect, connectError, connectDriver, connectWatcher, closeAll, fix, rest, metricsSnapshot, waitUntil, ISO_MS_Z,
 } from '../lib/client.mjs';
 
 const started = [];
@@ -326,8 +326,11 @@ describe('v1.3 beside the WeCare backend as deployed', () => {
     await backend.until(() => backend.puts(d.driverId).filter((p) => p.status === 403).length >= 2, 15_000, 'the refused role retried');
     assert.equal(backend.rows.has(d.driverId), false);
     assert.match(server.output, /FORWARD_TOKEN_ROLE/, 'the log says which setting to change');
+    // The backend records a PUT as it answers; the server counts the answer a
+    // moment later, when it has read it — so the count is awaited, not sampled.
+    await waitUntil(async () => ((await metricsSnapshot(server)).get('wecare_forward_errors_total{status="403"}') ?? 0) >= 2,
+      { timeoutMs: 5_000, intervalMs: 50, what: 'both refusals counted by status' });
     const m = await metricsSnapshot(server);
-    assert.ok((m.get('wecare_forward_errors_total{status="403"}') ?? 0) >= 2);
     assert.equal(m.get('wecare_forward_skipped_total'), 0, 'a 403 is a configuration fault: retried, not skipped');
   });
 });
