@@ -19,8 +19,9 @@ step "format and lints"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 
-step "build (debug binary used by the interop suite)"
+step "build (debug binary used by the interop suite, and the Socket.IO layer's echo example)"
 cargo build --workspace --bins --quiet
+cargo build -p wecare-sio --example echo --quiet
 
 step "operations: alert rules (promtool) and the systemd unit (systemd-analyze)"
 ./scripts/ops-checks.sh target/debug/wecare-rt

@@ -79,6 +79,30 @@ pub fn decode(frame: &str) -> Result<EnginePacket<'_>, EngineDecodeError> {
     })
 }
 
+/// The server's `open` packet: `0{"sid",upgrades,pingInterval,pingTimeout,maxPayload}`.
+pub fn encode_open(
+    sid: &str,
+    upgrades: &[&str],
+    ping_interval_ms: u64,
+    ping_timeout_ms: u64,
+    max_payload: u64,
+) -> String {
+    #[derive(serde::Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Open<'a> {
+        sid: &'a str,
+        upgrades: &'a [&'a str],
+        ping_interval: u64,
+        ping_timeout: u64,
+        max_payload: u64,
+    }
+    let open = Open { sid, upgrades, ping_interval: ping_interval_ms, ping_timeout: ping_timeout_ms, max_payload };
+    // Strings and numbers always serialize.
+    let mut frame = String::from("0");
+    frame.push_str(&serde_json::to_string(&open).unwrap_or_default());
+    frame
+}
+
 /// The pong frame answering a ping that carried `payload`.
 pub fn pong(payload: &str) -> String {
     let mut frame = String::with_capacity(1 + payload.len());
@@ -100,6 +124,14 @@ mod tests {
         assert_eq!(info.sid, "abc");
         assert_eq!(info.max_payload, 1_000_000);
         assert_eq!(info.heartbeat_deadline(), Duration::from_secs(45));
+    }
+
+    #[test]
+    fn the_servers_open_packet_decodes_as_the_client_reads_it() {
+        let frame = encode_open("abc", &["websocket"], 25_000, 20_000, 1_048_576);
+        assert!(frame.starts_with(r#"0{"sid":"abc","upgrades":["websocket"],"#), "{frame}");
+        let EnginePacket::Open(info) = decode(&frame).unwrap() else { panic!("not an open packet") };
+        assert_eq!((info.ping_interval, info.ping_timeout, info.max_payload), (25_000, 20_000, 1_048_576));
     }
 
     #[test]

@@ -207,6 +207,40 @@ pub fn encode_event(namespace: &str, ack_id: Option<u64>, name: &str, data_json:
     frame
 }
 
+/// `43[/ns,]id[data]`: the server's answer to an event sent with ack id `id`.
+///
+/// `data_json` must be valid JSON; it is copied as is.
+pub fn encode_ack(namespace: &str, ack_id: u64, data_json: &str) -> String {
+    let mut frame = header(PacketKind::Ack, namespace, data_json.len() + 22);
+    // Writing to a String cannot fail.
+    let _ = write!(frame, "{ack_id}");
+    frame.push('[');
+    frame.push_str(data_json);
+    frame.push(']');
+    frame
+}
+
+/// `44[/ns,]{"message":...}`: a refused connect.
+pub fn encode_connect_error(namespace: &str, message: &str) -> String {
+    let mut frame = header(PacketKind::ConnectError, namespace, message.len() + 14);
+    frame.push_str("{\"message\":");
+    push_json_string(&mut frame, message);
+    frame.push('}');
+    frame
+}
+
+/// How many binary attachments follow a `5`/`6` packet (0 for the others,
+/// and for a malformed count, which [`decode`] refuses anyway).
+pub fn attachment_count(msg: &str) -> usize {
+    match msg.as_bytes().first() {
+        Some(b'5' | b'6') => {
+            let digits: String = msg[1..].chars().take_while(char::is_ascii_digit).collect();
+            digits.parse().unwrap_or(0)
+        }
+        _ => 0,
+    }
+}
+
 /// `4` (Engine.IO message), the packet type and the namespace part.
 fn header(kind: PacketKind, namespace: &str, extra: usize) -> String {
     let mut frame = String::with_capacity(3 + namespace.len() + extra);
@@ -265,6 +299,27 @@ mod tests {
             encode_event("/", Some(18_446_744_073_709_551_615), "e", "null"),
             r#"4218446744073709551615["e",null]"#
         );
+    }
+
+    #[test]
+    fn server_answers_encode() {
+        assert_eq!(encode_ack("/locations", 7, r#"{"status":"ok"}"#), r#"43/locations,7[{"status":"ok"}]"#);
+        let frame = encode_ack("/", 0, "null");
+        let p = decode(&frame[1..]).unwrap();
+        assert_eq!((p.kind, p.ack_id, p.payload), (PacketKind::Ack, Some(0), "[null]"));
+        assert_eq!(
+            encode_connect_error("/locations", "Invalid \"token\""),
+            r#"44/locations,{"message":"Invalid \"token\""}"#
+        );
+    }
+
+    #[test]
+    fn attachments_are_counted_on_binary_packets_only() {
+        assert_eq!(attachment_count(r#"52-/x,3["bin",{}]"#), 2);
+        assert_eq!(attachment_count(r#"612-/x,3[{}]"#), 12);
+        assert_eq!(attachment_count(r#"2["e"]"#), 0);
+        assert_eq!(attachment_count("5x"), 0);
+        assert_eq!(attachment_count(""), 0);
     }
 
     #[test]

@@ -1,0 +1,40 @@
+//! What a [`crate::Server`] needs to know.
+
+use std::time::Duration;
+
+/// The transport's settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The request path of Engine.IO (`/socket.io/`).
+    pub path: String,
+    /// The one namespace clients may join (`/locations`).
+    pub namespace: String,
+    /// How often the server pings.
+    pub ping_interval: Duration,
+    /// How long it waits for the pong before the session is dead.
+    pub ping_timeout: Duration,
+    /// The largest message (websocket) or POST body (polling), in bytes.
+    pub max_payload: usize,
+    /// How long a new session may take to join the namespace.
+    pub connect_timeout: Duration,
+    /// The most frames a session's send queue holds.
+    pub queue_frames: usize,
+    /// A websocket's read buffer, in bytes: fixes are small; a large batch
+    /// just takes more reads.
+    pub ws_read_buffer: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            path: "/socket.io/".into(),
+            namespace: "/".into(),
+            ping_interval: Duration::from_secs(25),
+            ping_timeout: Duration::from_secs(20),
+            max_payload: 1 << 20,
+            connect_timeout: Duration::from_secs(45),
+            queue_frames: 2048,
+            ws_read_buffer: 1024,
+        }
+    }
+}

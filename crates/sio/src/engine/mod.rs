@@ -1,0 +1,261 @@
+//! Engine.IO v4 sessions over HTTP: the request router, the session
+//! registry, and what both transports do with a packet.
+
+mod heartbeat;
+mod polling;
+mod query;
+mod session;
+mod websocket;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Body;
+use hyper::{Method, Request, Response};
+use serde_json::value::RawValue;
+use wecare_proto::codec::packet::{self, PacketKind};
+
+pub(crate) use session::Session;
+pub use session::TransportKind;
+
+use crate::config::Config;
+use crate::outbox::Frame;
+use crate::socket::{DisconnectReason, Handshake, Incoming, Namespace, Refusal, Socket};
+use query::{EngineError, Query};
+
+/// The Engine.IO / Socket.IO server of one namespace.
+pub struct Server<N: Namespace> {
+    pub(crate) config: Config,
+    namespace_name: Arc<str>,
+    pub(crate) ns: Arc<N>,
+    sessions: Mutex<Registry<N::Data>>,
+}
+
+/// The open sessions by id.
+type Registry<D> = HashMap<Box<str>, Arc<Session<D>>>;
+
+impl<N: Namespace> std::fmt::Debug for Server<N> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server").field("config", &self.config).finish_non_exhaustive()
+    }
+}
+
+/// The body of every answer.
+pub type ResponseBody = Full<Bytes>;
+
+impl<N: Namespace> Server<N> {
+    /// A server of `config.namespace`, answering through `ns`.
+    pub fn new(config: Config, ns: Arc<N>) -> Arc<Self> {
+        let namespace_name = Arc::from(config.namespace.as_str());
+        Arc::new(Self { config, namespace_name, ns, sessions: Mutex::default() })
+    }
+
+    /// Whether `path` is Engine.IO's.
+    pub fn handles(&self, path: &str) -> bool {
+        path == self.config.path
+            || path.strip_suffix('/').is_some_and(|p| self.config.path.strip_suffix('/') == Some(p))
+    }
+
+    /// Encodes an event once for any number of sockets ([`Socket::emit_frame`]).
+    pub fn event_frame(&self, name: &str, data_json: &str) -> Frame {
+        crate::socket::event_frame(&self.namespace_name, name, data_json)
+    }
+
+    /// The joined sockets.
+    pub fn sockets(&self) -> Vec<Socket<N::Data>> {
+        let sessions: Vec<_> = self.registry().values().cloned().collect();
+        sessions.iter().filter_map(|s| s.slot().socket.clone()).filter(Socket::is_connected).collect()
+    }
+
+    /// Open sessions (joined or not).
+    pub fn session_count(&self) -> usize {
+        self.registry().len()
+    }
+
+    fn registry(&self) -> std::sync::MutexGuard<'_, Registry<N::Data>> {
+        self.sessions.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn session(&self, sid: &str) -> Option<Arc<Session<N::Data>>> {
+        self.registry().get(sid).cloned()
+    }
+
+    fn register(&self, session: &Arc<Session<N::Data>>) {
+        self.registry().insert(session.sid.clone(), Arc::clone(session));
+    }
+
+    fn remove(&self, session: &Session<N::Data>) {
+        self.registry().remove(&session.sid);
+    }
+
+    /// Answers one Engine.IO request (any method, the path already matched).
+    pub async fn handle<B>(self: &Arc<Self>, req: Request<B>) -> Response<ResponseBody>
+    where
+        B: Body + Send + 'static,
+        B::Data: Send,
+        B::Error: std::error::Error + Send + Sync + 'static,
+    {
+        let raw_query = req.uri().query().unwrap_or("").to_string();
+        let q = Query::parse(&raw_query);
+        let result = match q.check() {
+            Err(e) => Err(e),
+            Ok(q) => match (q.transport, q.sid.as_deref(), req.method()) {
+                ("polling", None, &Method::GET) => Ok(polling::open(self, q.raw)),
+                ("polling", None, _) => Err(EngineError::BadHandshakeMethod),
+                ("websocket", None, &Method::GET) => websocket::open(self, req, q.raw),
+                ("polling", Some(sid), m) => match self.session(sid) {
+                    None => Err(EngineError::UnknownSid),
+                    Some(s) if m == Method::GET => Ok(polling::poll(self, &s).await),
+                    Some(s) if m == Method::POST => Ok(polling::post(self, &s, req.into_body()).await),
+                    Some(_) => Err(EngineError::BadRequest),
+                },
+                ("websocket", Some(sid), &Method::GET) => match self.session(sid) {
+                    None => Err(EngineError::UnknownSid),
+                    Some(s) if s.is_polling() => websocket::upgrade(self, req, s),
+                    Some(_) => Err(EngineError::BadRequest),
+                },
+                _ => Err(EngineError::BadRequest),
+            },
+        };
+        result.unwrap_or_else(EngineError::response)
+    }
+
+    /// Handles one Engine.IO packet of `session` (either transport). An
+    /// error ends the session for that reason.
+    pub(crate) fn on_text(
+        self: &Arc<Self>,
+        session: &Arc<Session<N::Data>>,
+        text: &str,
+    ) -> Result<(), DisconnectReason> {
+        match text.as_bytes().first() {
+            Some(b'4') => self.on_message(session, &text[1..]),
+            Some(b'3') => {
+                session.pong_received();
+                Ok(())
+            }
+            // A ping from the client (Engine.IO v3 habits): answered.
+            Some(b'2') => {
+                session.outbox.push_control(Frame::from(wecare_proto::codec::engine::pong(&text[1..])));
+                Ok(())
+            }
+            Some(b'1') => Err(DisconnectReason::ClientClose),
+            Some(b'5' | b'6') => Ok(()),
+            // A base64 binary attachment on polling.
+            Some(b'b') => self.on_binary(session),
+            _ => Err(DisconnectReason::TransportError),
+        }
+    }
+
+    /// A binary message: an attachment of a refused binary event is skipped;
+    /// any other is a protocol fault.
+    pub(crate) fn on_binary(&self, session: &Session<N::Data>) -> Result<(), DisconnectReason> {
+        let skip = &session.skip_binary;
+        skip.fetch_update(std::sync::atomic::Ordering::AcqRel, std::sync::atomic::Ordering::Acquire, |n| {
+            n.checked_sub(1)
+        })
+        .map(|_| ())
+        .map_err(|_| DisconnectReason::TransportError)
+    }
+
+    fn on_message(self: &Arc<Self>, session: &Arc<Session<N::Data>>, msg: &str) -> Result<(), DisconnectReason> {
+        let p = packet::decode(msg).map_err(|_| DisconnectReason::TransportError)?;
+        let attachments = packet::attachment_count(msg);
+        if attachments > 0 {
+            session.skip_binary.fetch_add(attachments, std::sync::atomic::Ordering::AcqRel);
+        }
+        if p.namespace != &*self.namespace_name {
+            if p.kind == PacketKind::Connect {
+                let refused = packet::encode_connect_error(p.namespace, "Invalid namespace");
+                session.outbox.push_control(Frame::from(refused));
+            }
+            return Ok(());
+        }
+        match p.kind {
+            PacketKind::Connect => self.on_connect(session, p.payload),
+            PacketKind::Event | PacketKind::BinaryEvent => {
+                let socket = session.slot().socket.clone();
+                let Some(socket) = socket.filter(Socket::is_connected) else { return Ok(()) };
+                let args = packet::event_args(p.payload).map_err(|_| DisconnectReason::TransportError)?;
+                let data = args.data.map(|r| &p.payload[r]);
+                let binary = p.kind == PacketKind::BinaryEvent;
+                self.ns.event(&socket, Incoming { name: &args.name, data, ack_id: p.ack_id, binary });
+            }
+            PacketKind::Disconnect => {
+                let socket = session.slot().socket.take();
+                if let Some(socket) = socket
+                    && socket.left()
+                {
+                    self.ns.disconnect(&socket, DisconnectReason::ClientNamespaceDisconnect);
+                }
+            }
+            // This server asks for no acks; a client sends no connect errors.
+            PacketKind::Ack | PacketKind::BinaryAck | PacketKind::ConnectError => {}
+        }
+        Ok(())
+    }
+
+    fn on_connect(self: &Arc<Self>, session: &Arc<Session<N::Data>>, payload: &str) {
+        let socket = {
+            let mut slot = session.slot();
+            if slot.socket.is_some() || slot.finished {
+                return;
+            }
+            let socket = Socket::new(Arc::clone(&self.namespace_name), Arc::clone(session));
+            slot.socket = Some(socket.clone());
+            socket
+        };
+        // A payload that is not JSON is taken as no `auth` at all.
+        let auth = (!payload.is_empty()).then(|| RawValue::from_string(payload.to_string()).ok()).flatten();
+        let handshake = Handshake { auth, query: session.query.to_string() };
+        let joining = self.ns.connect(socket.clone(), handshake);
+        let (server, session) = (Arc::clone(self), Arc::clone(session));
+        tokio::spawn(async move {
+            match joining.await {
+                Ok(connected) => {
+                    if !socket.joined(connected) {
+                        server.ns.disconnect(&socket, session.reason());
+                    }
+                }
+                Err(refusal) => server.refuse(&session, &socket, &refusal),
+            }
+        });
+    }
+
+    fn refuse(&self, session: &Session<N::Data>, socket: &Socket<N::Data>, refusal: &Refusal) {
+        let mut slot = session.slot();
+        if slot.socket.as_ref().is_some_and(|s| s.id() == socket.id()) {
+            slot.socket = None;
+        }
+        drop(slot);
+        socket.refused(refusal);
+    }
+
+    /// The session ended: its socket's disconnect is reported (once).
+    pub(crate) fn finish(&self, session: &Session<N::Data>) {
+        let socket = {
+            let mut slot = session.slot();
+            slot.finished = true;
+            slot.socket.take()
+        };
+        if let Some(socket) = socket
+            && socket.left()
+        {
+            self.ns.disconnect(&socket, session.reason());
+        }
+    }
+
+    /// Ends every session: each socket is sent its disconnect, and its
+    /// session closes once that is written (shutdown).
+    pub fn disconnect_all(&self) {
+        let sessions: Vec<_> = self.registry().values().cloned().collect();
+        for s in sessions {
+            let socket = s.slot().socket.clone();
+            match socket {
+                Some(socket) if socket.disconnect() == crate::Write::Sent => {}
+                _ => s.close(DisconnectReason::ServerDisconnect),
+            }
+        }
+    }
+}

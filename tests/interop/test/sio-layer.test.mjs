@@ -1,0 +1,171 @@
+// The project's own Engine.IO / Socket.IO server layer (crates/sio, issue
+// 18), on its own: the official socket.io-client against the layer's echo
+// example (crates/sio/examples/echo.rs), on every transport, through the
+// upgrade, its heartbeat, payload bound, refusals and protocol errors.
+// Nothing here touches storage, so it runs on the embedded pass only.
+import { describe, test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import path from 'node:path';
+import { io } from 'socket.io-client';
+import { repoRoot, pgAdminUrl } from '../lib/server.mjs';
+import { withTimeout, waitUntil } from '../lib/client.mjs';
+
+const BIN = process.env.WECARE_SIO_ECHO_BIN ?? path.join(repoRoot, 'target', 'debug', 'examples', 'echo');
+const PING_MS = 200;
+const MAX_PAYLOAD = 4096;
+const CONNECT_TIMEOUT_MS = 1500;
+
+let proc;
+let base;
+const sockets = [];
+
+before(async () => {
+  proc = spawn(BIN, [String(PING_MS), String(PING_MS), String(MAX_PAYLOAD), String(CONNECT_TIMEOUT_MS)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  base = await withTimeout(new Promise((resolve, reject) => {
+    let out = '';
+    proc.stdout.on('data', (d) => {
+      out += d;
+      const m = out.match(/listening on (http:\/\/\S+)/);
+      if (m) resolve(m[1]);
+    });
+    proc.on('exit', (code) => reject(new Error(`echo server exited ${code}`)));
+  }), 15_000, 'the echo server to listen');
+});
+
+after(() => {
+  for (const s of sockets) s.close();
+  proc?.kill('SIGKILL');
+});
+
+function join(opts = {}) {
+  const s = io(`${base}/locations`, { auth: { token: 'good' }, reconnection: false, ...opts });
+  sockets.push(s);
+  return s;
+}
+
+const connected = (s) => withTimeout(new Promise((resolve, reject) => {
+  s.once('connect', resolve);
+  s.once('connect_error', reject);
+}), 5_000, 'connect');
+
+const stats = async () => (await fetch(`${base}/stats`)).json();
+
+async function get(query) {
+  const res = await fetch(`${base}/socket.io/?${query}`);
+  return { status: res.status, text: await res.text() };
+}
+
+async function rawPollingHandshake() {
+  const open = await get('EIO=4&transport=polling');
+  assert.equal(open.status, 200);
+  assert.equal(open.text[0], '0');
+  return JSON.parse(open.text.slice(1));
+}
+
+const TRANSPORTS = [
+  ['websocket only', ['websocket'], 'websocket'],
+  ['polling only', ['polling'], 'polling'],
+  ['polling, then the upgrade', ['polling', 'websocket'], 'websocket'],
+];
+
+describe('our Socket.IO layer with the official client', { skip: pgAdminUrl ? 'no storage here: the embedded pass covers it' : false }, () => {
+  for (const [name, transports, ends] of TRANSPORTS) {
+    test(`${name}: join (events before the CONNECT reply, pid), acks, 1000 shared frames once and in order, a server disconnect`, { timeout: 30_000 }, async () => {
+      const s = join({ transports, auth: { token: 'good', early: 'before-connect' } });
+      const order = [];
+      s.on('early', (v) => order.push(['early', v]));
+      s.on('connect', () => order.push(['connect']));
+      const ticks = [];
+      s.on('tick', (i) => ticks.push(i));
+      await connected(s);
+      // The client holds events that come before the CONNECT reply and
+      // delivers them just before its `connect` (what recovery relies on).
+      assert.deepEqual(order, [['early', 'before-connect'], ['connect']], 'emitted while joining, delivered before connect');
+      assert.equal(s._pid, 'echo-pid', 'the CONNECT reply carries pid');
+      // The burst starts at once: on the upgrade path it crosses the switch.
+      s.emit('burst', { n: 1000 });
+      assert.deepEqual(await s.timeout(5_000).emitWithAck('echo', { a: [1, 'two'] }), { a: [1, 'two'] });
+      await waitUntil(() => ticks.length >= 1000, { timeoutMs: 10_000, what: '1000 ticks' });
+      assert.deepEqual(ticks, [...Array(1000).keys()], 'every frame once, in order');
+      await waitUntil(() => s.io.engine.transport.name === ends, { timeoutMs: 5_000, what: `the ${ends} transport` });
+      // Several heartbeats pass: the client answers, the session lives.
+      await new Promise((r) => setTimeout(r, PING_MS * 5));
+      assert.ok(s.connected);
+      const reason = new Promise((r) => s.once('disconnect', r));
+      s.emit('bye');
+      assert.equal(await withTimeout(reason, 5_000, 'disconnect'), 'io server disconnect');
+      await waitUntil(async () => (await stats()).sessions === 0, { timeoutMs: 5_000, what: 'the session gone' });
+    });
+  }
+
+  test('a refused join is a connect_error with the message; another namespace is refused too', { timeout: 10_000 }, async () => {
+    for (const transports of [['websocket'], ['polling']]) {
+      const s = join({ transports, auth: { token: 'bad' } });
+      await assert.rejects(connected(s), /Invalid token/);
+      s.close();
+      const other = io(`${base}/other`, { auth: { token: 'good' }, transports, reconnection: false });
+      sockets.push(other);
+      await assert.rejects(connected(other), /Invalid namespace/);
+      other.close();
+    }
+    assert.equal((await stats()).sockets, 0);
+  });
+
+  test('a binary event is answered, not read; the socket goes on', { timeout: 10_000 }, async () => {
+    for (const transports of [['websocket'], ['polling']]) {
+      const s = join({ transports });
+      await connected(s);
+      assert.deepEqual(await s.timeout(5_000).emitWithAck('x', Buffer.from([1, 2, 3]), Buffer.from([4])), { binary: true });
+      assert.deepEqual(await s.timeout(5_000).emitWithAck('echo', 7), 7);
+      s.close();
+    }
+  });
+
+  test('a message over the payload bound closes that connection, on both transports', { timeout: 15_000 }, async () => {
+    for (const transports of [['websocket'], ['polling']]) {
+      const s = join({ transports });
+      await connected(s);
+      const reason = new Promise((r) => s.once('disconnect', r));
+      s.emit('echo', 'x'.repeat(MAX_PAYLOAD * 2));
+      assert.match(await withTimeout(reason, 5_000, 'the cut'), /transport (close|error)/);
+      await waitUntil(async () => (await stats()).left.includes('PayloadTooLarge'), { timeoutMs: 5_000, what: 'PayloadTooLarge' });
+    }
+  });
+
+  test('a peer that never answers a ping, or never joins, is dropped; a poll of it is refused after', { timeout: 15_000 }, async () => {
+    const silent = await rawPollingHandshake();
+    assert.equal(silent.pingInterval, PING_MS);
+    assert.equal(silent.maxPayload, MAX_PAYLOAD);
+    assert.deepEqual(silent.upgrades, ['websocket']);
+    const joined = await fetch(`${base}/socket.io/?EIO=4&transport=polling&sid=${silent.sid}`, { method: 'POST', body: '40/locations,{"token":"good"}' });
+    assert.equal(await joined.text(), 'ok');
+    const before = (await stats()).left.filter((r) => r === 'PingTimeout').length;
+    const idle = await rawPollingHandshake();
+    // Polls until the session is gone, never answering its pings.
+    const started = Date.now();
+    let last;
+    do {
+      last = await get(`EIO=4&transport=polling&sid=${silent.sid}`);
+    } while (last.status === 200 && last.text !== '1' && Date.now() - started < 5_000);
+    assert.ok(Date.now() - started < 2 * PING_MS * 2 + 1000, `gone after ${Date.now() - started} ms`);
+    await waitUntil(async () => (await stats()).left.filter((r) => r === 'PingTimeout').length > before, { what: 'PingTimeout reported' });
+    // The one that never joined is gone within its connect timeout.
+    await waitUntil(async () => (await get(`EIO=4&transport=polling&sid=${idle.sid}`)).status === 400, { timeoutMs: CONNECT_TIMEOUT_MS + 2_000, what: 'the unjoined session gone' });
+  });
+
+  test('protocol errors are answered like the reference server', { timeout: 10_000 }, async () => {
+    assert.deepEqual(await get('EIO=4&transport=polling&sid=nope'), { status: 400, text: '{"code":1,"message":"Session ID unknown"}' });
+    assert.deepEqual(await get('EIO=3&transport=polling'), { status: 400, text: '{"code":5,"message":"Unsupported protocol version"}' });
+    assert.deepEqual(await get('EIO=4&transport=flash'), { status: 400, text: '{"code":0,"message":"Transport unknown"}' });
+    const post = await fetch(`${base}/socket.io/?EIO=4&transport=polling`, { method: 'POST', body: '' });
+    assert.equal(post.status, 400);
+    assert.equal(await post.text(), '{"code":2,"message":"Bad handshake method"}');
+    // Two polls at once: the session is broken off.
+    const { sid } = await rawPollingHandshake();
+    const first = get(`EIO=4&transport=polling&sid=${sid}`);
+    await new Promise((r) => setTimeout(r, 50));
+    assert.equal((await get(`EIO=4&transport=polling&sid=${sid}`)).status, 400);
+    assert.equal((await first).text, '1', 'the first poll is answered with the close packet');
+  });
+});
