@@ -33,7 +33,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::Request;
-use socketioxide::SocketIo;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
@@ -195,39 +194,15 @@ pub async fn serve(listener: TcpListener, config: ServerConfig, shutdown: Cancel
         reads: transport::limits::ReadBudget::default(),
     });
 
-    let max = transport::http::MAX_BODY;
-    let (io_layer, io) = SocketIo::builder()
-        .ping_interval(config.ping_interval)
-        .ping_timeout(config.ping_timeout)
-        .max_payload(max as u64)
-        .ws_max_message_size(max)
-        .ws_max_frame_size(max)
-        // Per-socket read buffer: fixes are small; a large batch just takes more reads.
-        .ws_read_buffer_size(1024)
-        // Per-socket send queue, in packets. Its blocks are allocated only as
-        // a burst fills them (an idle socket pays nothing for its size). It
-        // must hold a live delivery round with room to spare: a round larger
-        // than the queue sends a watcher that reads at full speed to the
-        // storage catch-up, which renders every event again for it alone
-        // (at 20 000 fixes/s, 512 sent the watchers behind dozens of times
-        // a run and the replays took half a core).
-        .max_buffer_size(config.socket_queue.max(1))
-        .connect_timeout(config.handshake_timeout)
-        .with_state(Arc::clone(&state))
-        .build_layer();
-    transport::socket::attach(&io);
-    let _ = state.io.set(io.clone());
+    let io = transport::engine_io::build(&state);
+    let _ = state.io.set(Arc::clone(&io));
     transport::peers::spawn_bus(&state);
     transport::revocation::start_reloader(&state).await;
 
-    // The Socket.io layer wraps the whole router, not each route (which is
-    // what `Router::layer` does): otherwise a catch-all route such as the
-    // page's would route Engine.IO requests before the layer sees them.
     let app = axum::Router::new()
         .fallback_service(transport::http::routes(Arc::clone(&state)))
-        .layer(io_layer)
+        .layer(axum::middleware::from_fn_with_state(Arc::clone(&io), transport::engine_io::route))
         .layer(axum::middleware::from_fn_with_state(Arc::clone(&state), transport::draining::refuse_new_sessions))
-        .layer(axum::middleware::from_fn(transport::compact::compact_socketio_request))
         .layer(axum::middleware::from_fn_with_state(origins.clone(), transport::origin::guard_ws_origin))
         .layer(origins.cors())
         // Path only: a `?token=` must never reach a log line.
@@ -244,7 +219,8 @@ pub async fn serve(listener: TcpListener, config: ServerConfig, shutdown: Cancel
     let grace = config.shutdown_grace;
     let sockets_closed = CancellationToken::new();
     let drained = {
-        let (state, io, shutdown, closed) = (Arc::clone(&state), io.clone(), shutdown.clone(), sockets_closed.clone());
+        let (state, io, shutdown, closed) =
+            (Arc::clone(&state), Arc::clone(&io), shutdown.clone(), sockets_closed.clone());
         tokio::spawn(async move {
             shutdown.cancelled().await;
             let started = tokio::time::Instant::now();
@@ -255,28 +231,27 @@ pub async fn serve(listener: TcpListener, config: ServerConfig, shutdown: Cancel
             if tokio::time::timeout(grace, finish).await.is_err() {
                 tracing::warn!(?grace, "accepted events not finished within the shutdown grace; closing anyway");
             }
-            if transport::draining::any_long_polling(&io) {
-                // A long-polling client receives what is queued for it only
-                // with its next poll, one HTTP round trip away: let it come
-                // (HTTP is still served) before its session is closed.
-                let left = grace.saturating_sub(started.elapsed());
-                tokio::time::sleep(transport::draining::POLL_SETTLE.min(left)).await;
-            }
             tracing::info!(elapsed = ?started.elapsed(), "accepted events finished; closing sockets");
+            // Each session closes as soon as what is queued for it is
+            // written (a long-polling one with its next poll) — a transport
+            // close, so clients reconnect by themselves; a peer that stopped
+            // reading is dropped instead of holding everyone's close for the
+            // whole grace.
+            io.close_all();
             let left = grace.saturating_sub(started.elapsed());
-            // Closing waits for each socket's queue to be written out; a
-            // peer that stopped reading would hold it for the whole grace.
             let unstick = async {
                 loop {
-                    if let Some(ns) = io.of(wecare_proto::NAMESPACE) {
-                        transport::conn::end_stalled(&ns.sockets(), SHUTDOWN_STALL);
+                    for s in io.sockets() {
+                        if s.stalled_for().is_some_and(|d| d >= SHUTDOWN_STALL) {
+                            s.close_now();
+                        }
                     }
                     tokio::time::sleep(SHUTDOWN_STALL / 4).await;
                 }
             };
             let _ = tokio::time::timeout(left, async {
                 tokio::select! {
-                    () = io.close() => {}
+                    () = io.all_ended() => {}
                     () = unstick => {}
                 }
             })

@@ -52,6 +52,8 @@ impl Namespace for Echo {
         }
     }
 
+    fn joined(&self, _socket: &Socket<()>) {}
+
     fn event(&self, socket: &Socket<()>, event: Incoming<'_>) {
         if event.binary {
             if let Some(id) = event.ack_id {

@@ -22,6 +22,10 @@ pub struct Config {
     /// A websocket's read buffer, in bytes: fixes are small; a large batch
     /// just takes more reads.
     pub ws_read_buffer: usize,
+    /// How long a websocket the server closed may take to finish the close
+    /// handshake before its connection is dropped: the stock client closes
+    /// at once; one that ignores the close does not keep the connection.
+    pub close_grace: Duration,
 }
 
 impl Default for Config {
@@ -35,6 +39,7 @@ impl Default for Config {
             connect_timeout: Duration::from_secs(45),
             queue_frames: 2048,
             ws_read_buffer: 1024,
+            close_grace: Duration::from_secs(1),
         }
     }
 }

@@ -40,6 +40,8 @@ struct State {
     closed: bool,
     /// Frames taken by the transport and not yet written out.
     writing: usize,
+    /// Since when they have been.
+    writing_since: Option<std::time::Instant>,
 }
 
 #[derive(Debug)]
@@ -92,6 +94,7 @@ impl Outbox {
         let mut s = self.lock();
         into.extend(s.frames.drain(..));
         s.writing = into.len();
+        s.writing_since = (s.writing > 0).then(std::time::Instant::now);
         if s.frames.capacity() > KEEP_CAPACITY {
             s.frames.shrink_to(KEEP_CAPACITY);
         }
@@ -100,7 +103,14 @@ impl Outbox {
 
     /// The frames last taken are written out.
     pub(crate) fn written(&self) {
-        self.lock().writing = 0;
+        let mut s = self.lock();
+        s.writing = 0;
+        s.writing_since = None;
+    }
+
+    /// How long the frames last taken have been being written.
+    pub(crate) fn writing_for(&self) -> Option<std::time::Duration> {
+        self.lock().writing_since.map(|t| t.elapsed())
     }
 
     /// Frames queued or being written: zero once everything sent so far

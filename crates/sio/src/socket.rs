@@ -27,6 +27,10 @@ pub trait Namespace: Send + Sync + 'static {
         handshake: Handshake,
     ) -> impl Future<Output = Result<Connected<Self::Data>, Refusal>> + Send + 'static;
 
+    /// The CONNECT reply is queued: the socket has joined. Called once,
+    /// on the join's task: start the socket's own work here.
+    fn joined(&self, socket: &Socket<Self::Data>);
+
     /// An event of a joined socket, in the order the client sent them.
     /// Called on the connection's task: do the work elsewhere.
     fn event(&self, socket: &Socket<Self::Data>, event: Incoming<'_>);
@@ -96,6 +100,8 @@ pub enum DisconnectReason {
     ServerDisconnect,
     /// The server ended it without writing what was queued.
     ServerAbort,
+    /// The server is shutting down ([`crate::Server::close_all`]).
+    ServerShutdown,
 }
 
 /// A client's socket in the namespace. Cloning it is cheap.
@@ -166,6 +172,12 @@ impl<D> Socket<D> {
     /// Frames queued or being written.
     pub fn pending(&self) -> usize {
         self.0.session.outbox.pending()
+    }
+
+    /// How long the transport has been writing frames it took and not yet
+    /// finished (its peer may have stopped reading); `None` when idle.
+    pub fn stalled_for(&self) -> Option<std::time::Duration> {
+        self.0.session.outbox.writing_for()
     }
 
     /// Emits `name` with `data`.

@@ -48,67 +48,6 @@ impl ConnHandle {
     pub(crate) fn is_killed(&self) -> bool {
         self.0.killed.load(Ordering::Acquire)
     }
-
-    /// How long a write has been pending, if one is.
-    pub(crate) fn stalled_for(&self) -> Option<Duration> {
-        let since = self.0.stalled_since_ms.load(Ordering::Acquire);
-        (since != 0).then(|| Duration::from_millis(u64::try_from(crate::clock::now_ms() - since).unwrap_or(0)))
-    }
-}
-
-/// The connection of `socket`, when it is a websocket opened as one (its
-/// handshake request is the upgrade on that very connection). A
-/// long-polling session has no connection of its own — its handshake's
-/// connection may since carry other requests (a proxy reuses connections)
-/// — so it is left to the heartbeat, which can close it: a poll never
-/// blocks a writer.
-fn connection_of(socket: &socketioxide::extract::SocketRef) -> Option<&ConnHandle> {
-    let parts = socket.req_parts();
-    let websocket = parts
-        .headers
-        .get(axum::http::header::UPGRADE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
-    if websocket { parts.extensions.get::<ConnHandle>() } else { None }
-}
-
-/// Drops the TCP streams of `sockets` whose writes have been pending for at
-/// least `stalled`: at shutdown, a peer that does not read must not hold up
-/// the closing of everyone else.
-pub(crate) fn end_stalled(sockets: &[socketioxide::extract::SocketRef], stalled: Duration) -> usize {
-    let mut ended = 0;
-    for s in sockets {
-        if let Some(h) = connection_of(s)
-            && h.stalled_for().is_some_and(|d| d >= stalled)
-        {
-            h.kill();
-            ended += 1;
-        }
-    }
-    ended
-}
-
-/// How long a socket told to go (an eviction, an expired or revoked token)
-/// has to close its connection itself before the server drops it: the stock
-/// client reads the disconnect and closes at once.
-pub(crate) const GONE_GRACE: Duration = Duration::from_secs(1);
-
-/// Drops the TCP stream of `socket` now, if it has one of its own (see
-/// [`connection_of`]).
-pub(crate) fn end_tcp(socket: &socketioxide::extract::SocketRef) {
-    if let Some(handle) = connection_of(socket) {
-        handle.kill();
-    }
-}
-
-/// [`end_tcp`] after [`GONE_GRACE`], for a socket that was sent its
-/// disconnect: an honest client has closed by then; one that ignores it
-/// does not keep the connection.
-pub(crate) fn end_tcp_soon(socket: socketioxide::extract::SocketRef) {
-    tokio::spawn(async move {
-        tokio::time::sleep(GONE_GRACE).await;
-        end_tcp(&socket);
-    });
 }
 
 /// Why a guarded connection ended early (for the metrics).

@@ -14,17 +14,6 @@ use wecare_proto::ErrorCode;
 use super::error::ApiError;
 use super::state::SharedState;
 
-/// How long a drain waits, once every answer is queued, for long-polling
-/// clients to collect them before their sessions close. A polling client
-/// re-polls as soon as a poll returns, so this is many round trips.
-pub(crate) const POLL_SETTLE: std::time::Duration = std::time::Duration::from_millis(500);
-
-/// Whether any socket of `/locations` is on the long-polling transport.
-pub(crate) fn any_long_polling(io: &socketioxide::SocketIo) -> bool {
-    io.of(wecare_proto::NAMESPACE)
-        .is_some_and(|ns| ns.sockets().iter().any(|s| s.transport_type() == socketioxide::TransportType::Polling))
-}
-
 pub(crate) async fn refuse_new_sessions(State(app): State<SharedState>, req: Request<Body>, next: Next) -> Response {
     let new_session = req.uri().path().starts_with("/socket.io")
         && !req.uri().query().is_some_and(|q| q.split('&').any(|kv| kv.starts_with("sid=")));

@@ -3,9 +3,9 @@
 //! `stream` and `storage`.
 
 pub(crate) mod ack;
-pub(crate) mod compact;
 pub(crate) mod conn;
 pub(crate) mod draining;
+pub(crate) mod engine_io;
 pub(crate) mod error;
 pub(crate) mod events_page;
 pub(crate) mod http;

@@ -9,13 +9,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::value::RawValue;
-use socketioxide::extract::SocketRef;
-use socketioxide::socket::Sid;
 use tokio::sync::{broadcast, mpsc};
-use wecare_proto::NAMESPACE;
 
+use super::socket::Sock;
 use super::state::SharedState;
 use crate::cluster::BusMessage;
+use crate::domain::auth::Principal;
 
 /// How long a relayed notification waits for the other nodes' counts.
 const DELIVERY_WAIT: Duration = Duration::from_millis(500);
@@ -32,8 +31,8 @@ pub(crate) struct PendingDeliveries {
 /// the newest is the one that works). A cluster that cannot be asked (the
 /// database is down) lets the socket in: the limit is a safeguard, not worth
 /// refusing a driver over.
-pub(crate) async fn admit(app: &SharedState, subject: &str, opened_at: i64, s: &SocketRef) {
-    let sid = s.id.to_string();
+pub(crate) async fn admit(app: &SharedState, subject: &str, opened_at: i64, s: &Sock) {
+    let sid = s.id().to_string();
     let max = app.config.max_connections_per_user;
     let evicted = match app.cluster.user_socket_opened(subject, &sid, opened_at, max).await {
         Ok(e) => e,
@@ -53,32 +52,48 @@ pub(crate) async fn admit(app: &SharedState, subject: &str, opened_at: i64, s: &
 }
 
 /// Forgets a closed socket.
-pub(crate) async fn left(app: &SharedState, subject: &str, s: &SocketRef) {
-    if let Err(e) = app.cluster.user_socket_closed(subject, &s.id.to_string()).await {
+pub(crate) async fn left(app: &SharedState, subject: &str, s: &Sock) {
+    if let Err(e) = app.cluster.user_socket_closed(subject, s.id()).await {
         tracing::debug!(error = %e, "socket close not recorded");
     }
 }
 
-/// Closes this node's socket `sid` (an eviction): a disconnect, and its
-/// websocket's TCP stream dropped — at once when its send queue is full (a
-/// peer that does not read cannot be told), else after a grace.
+/// Closes this node's socket `sid` (an eviction): a disconnect (its
+/// connection closes once that is written, or after a grace), or — when
+/// its send queue is full, so it cannot be told — its connection dropped.
 fn close_local(app: &SharedState, sid: &str) {
-    let socket = sid.parse::<Sid>().ok().and_then(|sid| app.io.get()?.of(NAMESPACE)?.get_socket(sid));
-    if let Some(socket) = socket {
-        match socket.clone().disconnect() {
-            Ok(()) => super::conn::end_tcp_soon(socket),
-            Err(_) => super::conn::end_tcp(&socket),
-        }
+    if let Some(socket) = app.io.get().and_then(|io| io.socket(sid))
+        && socket.disconnect() == wecare_sio::Write::Full
+    {
+        socket.close_now();
     }
 }
 
-/// Writes `event` with `data` to this node's sockets in `rooms`; the number
-/// written to (a socket that closed or whose queue is full is not).
+/// Whether a socket of `p` is in `room`: `user:<subject>`, or
+/// `role:<role>` in the token's spelling, upper or lower case (the
+/// backend's pushes name rooms like the original server's).
+fn in_room(p: &Principal, room: &str) -> bool {
+    if let Some(user) = room.strip_prefix("user:") {
+        return user == p.subject;
+    }
+    room.strip_prefix("role:").is_some_and(|role| {
+        role == p.role || role == p.role.to_ascii_uppercase() || role == p.role.to_ascii_lowercase()
+    })
+}
+
+/// Writes `event` with `data` to this node's sockets in `rooms`, encoded
+/// once; the number written to (a socket that closed or whose queue is
+/// full is not).
 pub(crate) fn deliver_local(app: &SharedState, rooms: Vec<String>, event: &str, data: &RawValue) -> usize {
-    let Some(ns) = app.io.get().and_then(|io| io.of(NAMESPACE)) else {
+    let Some(io) = app.io.get() else {
         return 0;
     };
-    ns.to(rooms).sockets().iter().filter(|s| s.emit(event, data).is_ok()).count()
+    let frame = io.event_frame(event, data.get());
+    io.sockets()
+        .iter()
+        .filter(|s| s.data().is_some_and(|session| rooms.iter().any(|r| in_room(&session.principal, r))))
+        .filter(|s| s.emit_frame(frame.clone()) == wecare_sio::Write::Sent)
+        .count()
 }
 
 /// Relays a notification to every node and counts the sockets it was

@@ -17,11 +17,10 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use socketioxide::extract::SocketRef;
-use wecare_proto::{NAMESPACE, payload};
+use wecare_proto::payload;
 
 use super::error::ApiError;
-use super::session::{self, Session, SessionRef};
+use super::session::{self, Session};
 use super::state::SharedState;
 use crate::clock::now_ms;
 use crate::cluster::BusMessage;
@@ -81,7 +80,7 @@ async fn remember(app: &SharedState, revocation: Revocation) -> Result<usize, cr
 /// While `socket` lives, asks the backend about its token every check
 /// interval (answers are cached per token, so sockets sharing a token cost
 /// one call).
-pub(crate) fn watch_socket(app: &SharedState, socket: SocketRef, session: Arc<Session>) {
+pub(crate) fn watch_socket(app: &SharedState, socket: super::socket::Sock, session: Arc<Session>) {
     let Some(every) = app.gate.check_interval() else {
         return;
     };
@@ -111,12 +110,12 @@ pub(crate) fn watch_socket(app: &SharedState, socket: SocketRef, session: Arc<Se
 
 /// Cuts this node's sockets whose tokens the store's revocations refuse.
 fn sweep(app: &SharedState) -> usize {
-    let Some(ns) = app.io.get().and_then(|io| io.of(NAMESPACE)) else {
+    let Some(io) = app.io.get() else {
         return 0;
     };
     let mut cut = 0;
-    for s in ns.sockets() {
-        let Some(SessionRef(session)) = s.extensions.get::<SessionRef>() else {
+    for s in io.sockets() {
+        let Some(session) = s.data().cloned() else {
             continue;
         };
         if session.is_revoked() {

@@ -6,16 +6,17 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use socketioxide::extract::SocketRef;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use wecare_proto::event;
 use wecare_proto::payload::{AuthExpired, AuthExpiring};
 
+use super::socket::Sock;
 use crate::clock::{iso, now_ms};
 use crate::domain::auth::Principal;
 use crate::domain::revocation::token_hash;
+use crate::stream::resume::Claim;
 
 /// The state of one authenticated socket.
 #[derive(Debug)]
@@ -41,6 +42,9 @@ pub(crate) struct Session {
     expired_once: std::sync::atomic::AtomicBool,
     /// What the socket may cost (issue 19).
     pub(crate) limits: Arc<super::limits::SocketLimits>,
+    /// Where a watcher's stream starts (`auth.lastSeq`…), from the
+    /// handshake until the socket has joined.
+    claim: Mutex<Option<Claim>>,
 }
 
 /// Connect and disconnect handlers run as separate tasks in either order.
@@ -49,10 +53,6 @@ struct Lifecycle {
     joined: bool,
     left: bool,
 }
-
-/// The session as stored in the socket's extensions.
-#[derive(Debug, Clone)]
-pub(crate) struct SessionRef(pub(crate) Arc<Session>);
 
 impl Session {
     pub(crate) fn new(principal: Principal, token: String, leeway_secs: u64, closed: CancellationToken) -> Self {
@@ -72,6 +72,7 @@ impl Session {
             lifecycle: Mutex::default(),
             expired_once: Default::default(),
             limits: super::limits::SocketLimits::new(std::time::Instant::now()),
+            claim: Mutex::new(None),
         }
     }
 
@@ -96,6 +97,15 @@ impl Session {
             on_leave();
         }
         l.joined
+    }
+
+    pub(crate) fn set_claim(&self, claim: Claim) {
+        *self.claim.lock().unwrap_or_else(|e| e.into_inner()) = Some(claim);
+    }
+
+    /// The handshake's claim, once (then the default: a snapshot).
+    pub(crate) fn take_claim(&self) -> Claim {
+        self.claim.lock().unwrap_or_else(|e| e.into_inner()).take().unwrap_or_default()
     }
 
     pub(crate) fn expires_at_ms(&self) -> i64 {
@@ -134,7 +144,7 @@ impl Session {
 /// (logged out, at `at_ms`) or `"unverifiable"` (`AUTH_CHECK_FAIL=closed`
 /// and the backend cannot be asked); `auth:expired { expiredAt, reason }`,
 /// then as on expiry.
-pub(crate) fn cut(socket: &SocketRef, session: &Arc<Session>, at_ms: i64, reason: &'static str) {
+pub(crate) fn cut(socket: &Sock, session: &Arc<Session>, at_ms: i64, reason: &'static str) {
     let _ = session.cut_reason.set(reason);
     let _ = session.revoked_at.compare_exchange(0, at_ms.max(1), Ordering::AcqRel, Ordering::Acquire);
     expire(socket, session);
@@ -146,7 +156,7 @@ pub(crate) fn cut(socket: &SocketRef, session: &Arc<Session>, at_ms: i64, reason
 /// then — and after a grace in any case — its websocket's TCP stream is
 /// dropped, so a socket never outlives its token, whether or not its peer
 /// reads. Runs once per session.
-pub(crate) fn expire(socket: &SocketRef, session: &Arc<Session>) {
+pub(crate) fn expire(socket: &Sock, session: &Arc<Session>) {
     if session.expired_once.swap(true, Ordering::AcqRel) {
         return;
     }
@@ -166,28 +176,26 @@ pub(crate) fn expire(socket: &SocketRef, session: &Arc<Session>) {
         for _ in 0..100 {
             if !expired_sent {
                 match socket.emit(event::AUTH_EXPIRED, &expired) {
-                    Ok(()) => expired_sent = true,
-                    Err(socketioxide::SendError::Socket(socketioxide::SocketError::InternalChannelFull)) => {}
-                    Err(_) => return,
+                    wecare_sio::Write::Sent => expired_sent = true,
+                    wecare_sio::Write::Full => {}
+                    wecare_sio::Write::Gone => return,
                 }
             }
-            if expired_sent {
-                match socket.clone().disconnect() {
-                    Err(socketioxide::SocketError::InternalChannelFull) => {}
-                    _ => return super::conn::end_tcp_soon(socket),
-                }
+            // The disconnect closes the connection once both are written.
+            if expired_sent && socket.disconnect() != wecare_sio::Write::Full {
+                return;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         // Its peer does not read: the connection is dropped instead.
-        tracing::debug!(sid = %socket.id, "expired socket not reading; dropping its connection");
-        super::conn::end_tcp(&socket);
+        tracing::debug!(sid = %socket.id(), "expired socket not reading; dropping its connection");
+        socket.close_now();
     });
     tracing::debug!("token expired; socket closed");
 }
 
 /// Runs the token clock of `socket` until it disconnects.
-pub(crate) fn spawn_expiry_clock(tracker: &TaskTracker, socket: SocketRef, session: Arc<Session>, warning: Duration) {
+pub(crate) fn spawn_expiry_clock(tracker: &TaskTracker, socket: Sock, session: Arc<Session>, warning: Duration) {
     let warning_ms = i64::try_from(warning.as_millis()).unwrap_or(i64::MAX / 2);
     tracker.spawn(async move {
         let mut warned_for = None;

@@ -1,25 +1,25 @@
 //! THE one place event names are bound to handlers: the `/locations`
-//! namespace, its handshake, and every client event.
+//! namespace on our own Socket.IO layer (`wecare_sio`), its handshake, and
+//! every client event.
 //!
-//! Every handler takes raw values (`TryData<Value>`) and answers every ack:
-//! a payload that does not decode gets `INVALID_PAYLOAD`, never silence.
+//! Every handler gets the event's data as parsed JSON (or the parse error)
+//! and answers every ack: a payload that does not decode gets
+//! `INVALID_PAYLOAD`, never silence.
 
-use std::sync::Arc;
+use std::future::Future;
 use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Weak};
 use std::time::Instant;
 
 use serde_json::Value;
-use socketioxide::SocketIo;
-use socketioxide::extract::{SocketRef, State, TryData};
-use socketioxide::handler::ConnectHandler;
-use socketioxide::socket::DisconnectReason;
-use wecare_proto::{ErrorCode, NAMESPACE, event};
+use wecare_proto::{ErrorCode, event};
+use wecare_sio::{Connected, DisconnectReason, Handshake, Incoming, Namespace, Refusal};
 
 use super::ack;
 use super::limits::Overload;
 use super::reply::Reply;
-use super::session::{Session, SessionRef, spawn_expiry_clock};
-use super::state::SharedState;
+use super::session::{Session, spawn_expiry_clock};
+use super::state::{AppState, SharedState};
 use crate::clock::iso;
 use crate::domain::auth::AuthError;
 use crate::domain::validate::{self, Rejection};
@@ -30,29 +30,35 @@ use crate::stream::watcher;
 use crate::transport::events_page::{PageReader, SyncQuery};
 use wecare_proto::payload::{ErrorAck, OkStatus, RefreshOk};
 
-/// Registers the namespace.
-pub(crate) fn attach(io: &SocketIo) {
-    io.ns(NAMESPACE, on_connect.with(authenticate));
+/// A client's socket of `/locations`, with its authenticated session.
+pub(crate) type Sock = wecare_sio::Socket<Arc<Session>>;
+
+/// The Socket.IO server of `/locations`.
+pub(crate) type Io = wecare_sio::Server<Locations>;
+
+/// The namespace's handlers. It holds the state weakly: the state holds
+/// the server, which holds this.
+#[derive(Debug)]
+pub(crate) struct Locations {
+    pub(crate) app: Weak<AppState>,
 }
+
+/// An event's data: its first argument as JSON, or why it is not.
+type Data = Result<Value, serde_json::Error>;
 
 /// `auth.token`, else the `token` query parameter.
-fn handshake_token(auth: &Result<Value, socketioxide::ParserError>, s: &SocketRef) -> Option<String> {
-    if let Ok(Value::Object(auth)) = auth
-        && let Some(Value::String(t)) = auth.get("token")
-    {
+fn handshake_token(auth: Option<&Value>, query: &str) -> Option<String> {
+    if let Some(Value::String(t)) = auth.and_then(|a| a.get("token")) {
         return Some(t.clone());
     }
-    s.req_parts().uri.query()?.split('&').find_map(|kv| kv.strip_prefix("token=")).map(str::to_string)
+    query.split('&').find_map(|kv| kv.strip_prefix("token=")).map(str::to_string)
 }
 
-/// Handshake middleware: a refusal becomes `connect_error` with exactly
-/// the contract's message (the `Display` of [`AuthError`]).
-async fn authenticate(
-    s: SocketRef,
-    TryData(auth): TryData<Value>,
-    State(app): State<SharedState>,
-) -> Result<(), AuthError> {
-    let Some(token) = handshake_token(&auth, &s) else {
+/// The handshake: a refusal becomes `connect_error` with exactly the
+/// contract's message (the `Display` of [`AuthError`]).
+async fn authenticate(app: SharedState, handshake: Handshake) -> Result<Connected<Arc<Session>>, AuthError> {
+    let auth: Option<Value> = handshake.auth.and_then(|a| serde_json::from_str(a.get()).ok());
+    let Some(token) = handshake_token(auth.as_ref(), &handshake.query) else {
         app.metrics.handshake_refusals.fetch_add(1, Relaxed);
         return Err(AuthError::Required);
     };
@@ -60,12 +66,8 @@ async fn authenticate(
         Ok(principal) => {
             let closed = app.stream.stop.child_token();
             let session = Session::new(principal, token, app.config.jwt_leeway_secs, closed);
-            s.extensions.insert(SessionRef(Arc::new(session)));
-            // Handlers are bound here, before the CONNECT reply goes out:
-            // socketioxide runs the connect handler as a separate task after
-            // replying, and a client may send its first event right away.
-            register_handlers(&s);
-            Ok(())
+            session.set_claim(Claim::from_auth(auth.as_ref()));
+            Ok(Connected { data: Arc::new(session), pid: None })
         }
         Err(e) => {
             app.metrics.handshake_refusals.fetch_add(1, Relaxed);
@@ -74,23 +76,68 @@ async fn authenticate(
     }
 }
 
-fn session_of(s: &SocketRef) -> Option<Arc<Session>> {
-    s.extensions.get::<SessionRef>().map(|r| r.0)
+impl Namespace for Locations {
+    type Data = Arc<Session>;
+
+    // Not an `async fn`: the future must not borrow `self` ('static).
+    #[allow(clippy::manual_async_fn)]
+    fn connect(
+        &self,
+        _socket: Sock,
+        handshake: Handshake,
+    ) -> impl Future<Output = Result<Connected<Arc<Session>>, Refusal>> + Send + 'static {
+        let app = self.app.upgrade();
+        async move {
+            let Some(app) = app else { return Err(Refusal { message: "server is shutting down".into() }) };
+            authenticate(app, handshake).await.map_err(|e| Refusal { message: e.to_string() })
+        }
+    }
+
+    fn joined(&self, socket: &Sock) {
+        if let Some(app) = self.app.upgrade() {
+            tokio::spawn(on_connect(socket.clone(), app));
+        }
+    }
+
+    fn event(&self, socket: &Sock, ev: Incoming<'_>) {
+        let Some(app) = self.app.upgrade() else { return };
+        let data: Data = serde_json::from_str(ev.data.unwrap_or("null"));
+        let (s, reply) = (socket.clone(), Reply::new(socket.clone(), ev.ack_id));
+        match ev.name {
+            event::LOCATION_UPDATE => drop(tokio::spawn(on_location_update(s, data, reply, app))),
+            event::LOCATION_BATCH => drop(tokio::spawn(on_location_batch(s, data, reply, app))),
+            event::DRIVER_STATUS | event::DRIVER_STATUS_UPDATE => {
+                drop(tokio::spawn(on_driver_status(s, data, reply, app)))
+            }
+            event::EVENTS_SYNC => drop(tokio::spawn(on_events_sync(s, data, reply, app))),
+            event::AUTH_REFRESH => drop(tokio::spawn(on_auth_refresh(s, data, reply, app))),
+            _ => {
+                // Unknown events: an error ack when one was asked for, else
+                // ignored — within the socket's bounds like any event.
+                let Ok(_slot) = admit(&app, &s, None) else { return };
+                let unknown = ErrorAck::new(ErrorCode::InvalidPayload, "unknown event");
+                answered(&app, reply.send(&unknown, None));
+            }
+        }
+    }
+
+    fn disconnect(&self, socket: &Sock, reason: DisconnectReason) {
+        if let Some(app) = self.app.upgrade() {
+            tokio::spawn(on_disconnect(socket.clone(), reason, app));
+        }
+    }
 }
 
-async fn on_connect(s: SocketRef, TryData(auth): TryData<Value>, State(app): State<SharedState>) {
+fn session_of(s: &Sock) -> Option<Arc<Session>> {
+    s.data().cloned()
+}
+
+async fn on_connect(s: Sock, app: SharedState) {
     let Some(session) = session_of(&s) else {
         let _ = s.disconnect();
         return;
     };
     let p = &session.principal;
-    s.join(vec![
-        format!("user:{}", p.subject),
-        format!("role:{}", p.role),
-        format!("role:{}", p.role.to_ascii_uppercase()),
-        format!("role:{}", p.role.to_ascii_lowercase()),
-    ]);
-
     // The disconnect handler may already have run (a socket that closed at
     // once): then there is nothing to set up, and nothing it would undo.
     // A driver's socket is reported open as it joins, so that a disconnect
@@ -108,11 +155,11 @@ async fn on_connect(s: SocketRef, TryData(auth): TryData<Value>, State(app): Sta
     super::peers::admit(&app, &p.subject, session.opened_at, &s).await;
 
     if let Some(driver) = p.driver_id() {
-        tracing::debug!(sid = %s.id, driver = ?driver.as_str(), "driver connected");
+        tracing::debug!(sid = %s.id(), driver = ?driver.as_str(), "driver connected");
     } else {
         app.metrics.connections_watchers.fetch_add(1, Relaxed);
-        let claim = Claim::from_auth(auth.as_ref().ok());
-        tracing::debug!(sid = %s.id, subject = ?p.subject, ?claim, "watcher connected");
+        let claim = session.take_claim();
+        tracing::debug!(sid = %s.id(), subject = ?p.subject, ?claim, "watcher connected");
         let sink = Arc::new(super::watcher_sink::SocketSink(s.clone()));
         watcher::spawn(&app.stream, sink, claim, session.closed.clone());
     }
@@ -120,24 +167,7 @@ async fn on_connect(s: SocketRef, TryData(auth): TryData<Value>, State(app): Sta
     super::revocation::watch_socket(&app, s.clone(), Arc::clone(&session));
 }
 
-fn register_handlers(s: &SocketRef) {
-    s.on(event::LOCATION_UPDATE, on_location_update);
-    s.on(event::LOCATION_BATCH, on_location_batch);
-    s.on(event::DRIVER_STATUS, on_driver_status);
-    s.on(event::DRIVER_STATUS_UPDATE, on_driver_status);
-    s.on(event::EVENTS_SYNC, on_events_sync);
-    s.on(event::AUTH_REFRESH, on_auth_refresh);
-    s.on_fallback(async |s: SocketRef, reply: Reply, State(app): State<SharedState>| {
-        // Unknown events: an error ack when one was asked for, else ignored
-        // — within the socket's bounds like any event.
-        let Ok(_slot) = admit(&app, &s, None) else { return };
-        let unknown = ErrorAck::new(ErrorCode::InvalidPayload, "unknown event");
-        answered(&app, reply.send(&unknown, None));
-    });
-    s.on_disconnect(on_disconnect);
-}
-
-async fn on_disconnect(s: SocketRef, reason: DisconnectReason, State(app): State<SharedState>) {
+async fn on_disconnect(s: Sock, reason: DisconnectReason, app: SharedState) {
     let Some(session) = session_of(&s) else {
         return;
     };
@@ -157,13 +187,13 @@ async fn on_disconnect(s: SocketRef, reason: DisconnectReason, State(app): State
         app.metrics.connections_watchers.fetch_sub(1, Relaxed);
         let _ = app.stream.fanout.try_send(Command::Forget);
     }
-    tracing::debug!(sid = %s.id, ?reason, "socket disconnected");
+    tracing::debug!(sid = %s.id(), ?reason, "socket disconnected");
 }
 
 /// Takes an event of `s` within its bounds ([`super::limits`]), or answers
 /// the refusal itself (through `reply`, if given) and closes a socket that
 /// keeps flooding.
-fn admit(app: &SharedState, s: &SocketRef, reply: Option<Reply>) -> Result<super::limits::InFlight, ()> {
+fn admit(app: &SharedState, s: &Sock, reply: Option<Reply>) -> Result<super::limits::InFlight, ()> {
     let Some(session) = session_of(s) else { return Err(()) };
     match session.limits.admit(Instant::now()) {
         Ok(slot) => Ok(slot),
@@ -174,7 +204,7 @@ fn admit(app: &SharedState, s: &SocketRef, reply: Option<Reply>) -> Result<super
     }
 }
 
-fn overloaded(app: &SharedState, s: &SocketRef, session: &Session, reply: Option<Reply>, over: Overload) {
+fn overloaded(app: &SharedState, s: &Sock, session: &Session, reply: Option<Reply>, over: Overload) {
     let r = over.rejection();
     app.metrics.rejected(r.code);
     if let Some(reply) = reply {
@@ -182,10 +212,10 @@ fn overloaded(app: &SharedState, s: &SocketRef, session: &Session, reply: Option
     }
     if over == Overload::Abusive && !session.is_revoked() {
         app.metrics.abusive_sockets.fetch_add(1, Relaxed);
-        tracing::warn!(sid = %s.id, subject = ?session.principal.subject, "a socket kept flooding past its bounds; closed");
-        match s.clone().disconnect() {
-            Ok(()) => super::conn::end_tcp_soon(s.clone()),
-            Err(_) => super::conn::end_tcp(s),
+        tracing::warn!(sid = %s.id(), subject = ?session.principal.subject, "a socket kept flooding past its bounds; closed");
+        if s.disconnect() != wecare_sio::Write::Sent {
+            // Its queue is full: it cannot be told, so it is dropped.
+            s.close_now();
         }
     }
 }
@@ -198,7 +228,7 @@ fn answered(app: &SharedState, sent: bool) {
 }
 
 /// The session, unless its token has expired (then the socket is closed).
-fn live_session(s: &SocketRef) -> Result<Arc<Session>, Rejection> {
+fn live_session(s: &Sock) -> Result<Arc<Session>, Rejection> {
     let session = session_of(s).ok_or(Rejection::new(ErrorCode::AuthRequired, "no session"))?;
     if session.is_expired() {
         // The expiry clock may not have fired yet: end the session now.
@@ -229,7 +259,7 @@ const NOT_JSON: Rejection = Rejection::new(ErrorCode::InvalidPayload, "payload i
 /// (here after a restart, or on another node) stores it once.
 pub(crate) const SHUTTING_DOWN: Rejection = Rejection::new(ErrorCode::Unavailable, "server is shutting down; retry");
 
-async fn on_location_update(s: SocketRef, TryData(data): TryData<Value>, reply: Reply, State(app): State<SharedState>) {
+async fn on_location_update(s: Sock, data: Data, reply: Reply, app: SharedState) {
     let started = Instant::now();
     let Ok(_slot) = admit(&app, &s, Some(reply.clone())) else { return };
     let accepting = app.drain.accept();
@@ -247,7 +277,7 @@ async fn on_location_update(s: SocketRef, TryData(data): TryData<Value>, reply: 
     drop(accepting);
 }
 
-async fn on_location_batch(s: SocketRef, TryData(data): TryData<Value>, reply: Reply, State(app): State<SharedState>) {
+async fn on_location_batch(s: Sock, data: Data, reply: Reply, app: SharedState) {
     let started = Instant::now();
     let Ok(_slot) = admit(&app, &s, Some(reply.clone())) else { return };
     let Some(_accepting) = app.drain.accept() else {
@@ -271,7 +301,7 @@ async fn on_location_batch(s: SocketRef, TryData(data): TryData<Value>, reply: R
     app.metrics.ack_latency.observe(started.elapsed());
 }
 
-async fn on_driver_status(s: SocketRef, TryData(data): TryData<Value>, reply: Reply, State(app): State<SharedState>) {
+async fn on_driver_status(s: Sock, data: Data, reply: Reply, app: SharedState) {
     let Ok(_slot) = admit(&app, &s, Some(reply.clone())) else { return };
     let accepting = app.drain.accept();
     let outcome = match (live_session(&s), data) {
@@ -284,7 +314,7 @@ async fn on_driver_status(s: SocketRef, TryData(data): TryData<Value>, reply: Re
     drop(accepting);
 }
 
-async fn on_events_sync(s: SocketRef, TryData(data): TryData<Value>, reply: Reply, State(app): State<SharedState>) {
+async fn on_events_sync(s: Sock, data: Data, reply: Reply, app: SharedState) {
     let Ok(_slot) = admit(&app, &s, Some(reply.clone())) else { return };
     let session = match live_session(&s) {
         Err(r) => return refuse(&app, reply, &r),
@@ -316,7 +346,7 @@ async fn on_events_sync(s: SocketRef, TryData(data): TryData<Value>, reply: Repl
     }
 }
 
-async fn on_auth_refresh(s: SocketRef, TryData(data): TryData<Value>, reply: Reply, State(app): State<SharedState>) {
+async fn on_auth_refresh(s: Sock, data: Data, reply: Reply, app: SharedState) {
     let Ok(_slot) = admit(&app, &s, Some(reply.clone())) else { return };
     let Some(session) = session_of(&s) else {
         return;

@@ -1,5 +1,5 @@
 //! [`AppState`]: what every handler shares, built once by `serve`. It lives
-//! with the handlers (it holds transport parts: the Socket.io handle, read
+//! with the handlers (it holds transport parts: the Socket.IO server, read
 //! budgets, relayed deliveries); the layers below never see it.
 
 use std::sync::Arc;
@@ -28,8 +28,8 @@ pub(crate) struct AppState {
     pub(crate) drain: crate::shutdown::Drain,
     /// Every user's read budget (stream pages, snapshots, tracks).
     pub(crate) reads: super::limits::ReadBudget,
-    /// Set once the Socket.io layer is built (the layer needs the state first).
-    pub(crate) io: std::sync::OnceLock<socketioxide::SocketIo>,
+    /// Set once the Socket.IO server is built (it needs the state first).
+    pub(crate) io: std::sync::OnceLock<Arc<super::socket::Io>>,
 }
 
 pub(crate) type SharedState = Arc<AppState>;

@@ -31,6 +31,8 @@ pub struct Server<N: Namespace> {
     namespace_name: Arc<str>,
     pub(crate) ns: Arc<N>,
     sessions: Mutex<Registry<N::Data>>,
+    /// Told when the last session goes.
+    emptied: tokio::sync::Notify,
 }
 
 /// The open sessions by id.
@@ -49,7 +51,7 @@ impl<N: Namespace> Server<N> {
     /// A server of `config.namespace`, answering through `ns`.
     pub fn new(config: Config, ns: Arc<N>) -> Arc<Self> {
         let namespace_name = Arc::from(config.namespace.as_str());
-        Arc::new(Self { config, namespace_name, ns, sessions: Mutex::default() })
+        Arc::new(Self { config, namespace_name, ns, sessions: Mutex::default(), emptied: tokio::sync::Notify::new() })
     }
 
     /// Whether `path` is Engine.IO's.
@@ -67,6 +69,24 @@ impl<N: Namespace> Server<N> {
     pub fn sockets(&self) -> Vec<Socket<N::Data>> {
         let sessions: Vec<_> = self.registry().values().cloned().collect();
         sessions.iter().filter_map(|s| s.slot().socket.clone()).filter(Socket::is_connected).collect()
+    }
+
+    /// The joined socket with id `id`.
+    pub fn socket(&self, id: &str) -> Option<Socket<N::Data>> {
+        self.sockets().into_iter().find(|s| s.id() == id)
+    }
+
+    /// Waits until no session is open (after [`Server::disconnect_all`]).
+    pub async fn all_ended(&self) {
+        loop {
+            let emptied = self.emptied.notified();
+            tokio::pin!(emptied);
+            emptied.as_mut().enable();
+            if self.registry().is_empty() {
+                return;
+            }
+            emptied.await;
+        }
     }
 
     /// Open sessions (joined or not).
@@ -87,7 +107,11 @@ impl<N: Namespace> Server<N> {
     }
 
     fn remove(&self, session: &Session<N::Data>) {
-        self.registry().remove(&session.sid);
+        let mut registry = self.registry();
+        registry.remove(&session.sid);
+        if registry.is_empty() {
+            self.emptied.notify_waiters();
+        }
     }
 
     /// Answers one Engine.IO request (any method, the path already matched).
@@ -214,7 +238,9 @@ impl<N: Namespace> Server<N> {
         tokio::spawn(async move {
             match joining.await {
                 Ok(connected) => {
-                    if !socket.joined(connected) {
+                    if socket.joined(connected) {
+                        server.ns.joined(&socket);
+                    } else {
                         server.ns.disconnect(&socket, session.reason());
                     }
                 }
@@ -246,16 +272,13 @@ impl<N: Namespace> Server<N> {
         }
     }
 
-    /// Ends every session: each socket is sent its disconnect, and its
-    /// session closes once that is written (shutdown).
-    pub fn disconnect_all(&self) {
+    /// Ends every session once what is queued for it is written (shutdown):
+    /// a transport close, not a namespace disconnect, so that clients
+    /// reconnect by themselves (here after a restart, or elsewhere).
+    pub fn close_all(&self) {
         let sessions: Vec<_> = self.registry().values().cloned().collect();
         for s in sessions {
-            let socket = s.slot().socket.clone();
-            match socket {
-                Some(socket) if socket.disconnect() == crate::Write::Sent => {}
-                _ => s.close(DisconnectReason::ServerDisconnect),
-            }
+            s.close(DisconnectReason::ServerShutdown);
         }
     }
 }

@@ -49,7 +49,7 @@ pub(super) fn millis(d: std::time::Duration) -> u64 {
 /// The heartbeat of a polling session, until a websocket takes it over or
 /// it ends; then its socket's disconnect is reported, and it stays
 /// reachable until a poll has taken its last packets (a disconnect, an
-/// `auth:expired`) and the close packet, or a ping timeout passes.
+/// `auth:expired`) and the close packet, or the close grace passes.
 async fn run<N: Namespace>(server: Arc<Server<N>>, session: Arc<Session<N::Data>>) {
     let c = &server.config;
     let mut heartbeat = Heartbeat::new(c.ping_interval, c.ping_timeout, Some(c.connect_timeout));
@@ -69,8 +69,10 @@ async fn run<N: Namespace>(server: Arc<Server<N>>, session: Arc<Session<N::Data>
         }
     }
     server.finish(&session);
+    // A live client polls again within a round trip; a gone one is not
+    // waited for long (a shutdown waits for every session to end).
     let told = session.outbox.wait_until(|_: &Outbox| session.is_close_delivered());
-    let _ = tokio::time::timeout(c.ping_timeout, told).await;
+    let _ = tokio::time::timeout(c.close_grace, told).await;
     server.remove(&session);
 }
 

@@ -190,7 +190,7 @@ async fn run<N: Namespace>(server: Arc<Server<N>>, session: Arc<Session<N::Data>
                     break session.reason();
                 }
                 if closed {
-                    let _ = tokio::time::timeout(c.ping_timeout, ws.close(None)).await;
+                    let _ = tokio::time::timeout(c.close_grace, ws.close(None)).await;
                     break session.reason();
                 }
             }
