@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The durable maximum (issue 17): open-loop steps of 100 drivers + 10
 # watchers (a fixed total rate of fixes, sent whatever the acks do) against
-#   bare      the calibration: socketioxide alone, no storage, no checks
-#             (crates/server/examples/bare_fanout.rs),
+#   bare      the calibration: our Socket.IO layer alone, no storage, no checks
+#             (crates/sio/examples/bare_fanout.rs),
 #   embedded  wecare-rt serve on the embedded store,
 #   postgres  wecare-rt serve on PostgreSQL (a private instance, same machine),
 # in the same run. A step holds when every fix was acked and the p99 ack is
@@ -24,7 +24,7 @@ kinds=${KINDS:-bare embedded postgres}
 bin=${WECARE_BIN:-./target/release/wecare-rt}
 bare=./target/release/examples/bare_fanout
 [ -n "${WECARE_BIN:-}" ] || cargo build --release --bin wecare-rt --quiet
-cargo build --release -p wecare-server --example bare_fanout --quiet
+cargo build --release -p wecare-sio --example bare_fanout --quiet
 
 . scripts/bench-env.sh
 bench_env durable-max

@@ -16,12 +16,10 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::Full;
-use hyper::body::Incoming as Body;
-use hyper::{Request, Response};
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::Value;
+#[path = "common/serve.rs"]
+mod serve;
+
 use wecare_sio::{Config, Connected, DisconnectReason, Handshake, Incoming, Namespace, Refusal, Server, Socket};
 
 #[derive(Debug, Default)]
@@ -109,29 +107,16 @@ async fn main() -> std::io::Result<()> {
     let echo = Arc::new(Echo::default());
     let server = Server::new(config, Arc::clone(&echo));
     let _ = echo.frames.set(Arc::downgrade(&server));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    println!("listening on http://{}", listener.local_addr()?);
-    loop {
-        let (tcp, _) = listener.accept().await?;
+    let stats = {
         let (server, echo) = (Arc::clone(&server), Arc::clone(&echo));
-        tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req: Request<Body>| {
-                let (server, echo) = (Arc::clone(&server), Arc::clone(&echo));
-                async move {
-                    if server.handles(req.uri().path()) {
-                        return Ok::<_, std::convert::Infallible>(server.handle(req).await);
-                    }
-                    let left = echo.left.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
-                    let stats = serde_json::json!({
-                        "sessions": server.session_count(),
-                        "sockets": server.sockets().len(),
-                        "left": left,
-                    });
-                    Ok(Response::new(Full::new(Bytes::from(stats.to_string()))))
-                }
-            });
-            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-            let _ = builder.serve_connection_with_upgrades(TokioIo::new(tcp), service).await;
-        });
-    }
+        move || {
+            let (server, echo) = (Arc::clone(&server), Arc::clone(&echo));
+            async move {
+                let left = echo.left.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+                serde_json::json!({ "sessions": server.session_count(), "sockets": server.sockets().len(), "left": left })
+                    .to_string()
+            }
+        }
+    };
+    serve::serve("127.0.0.1:0", Arc::clone(&server), stats).await
 }

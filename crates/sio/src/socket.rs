@@ -128,9 +128,10 @@ impl<D> std::fmt::Debug for Socket<D> {
 }
 
 /// Encodes an event once, for any number of sockets of `namespace`
-/// ([`Socket::emit_frame`]). `data_json` must be valid JSON.
-pub(crate) fn event_frame(namespace: &str, name: &str, data_json: &str) -> Frame {
-    Frame::from(packet::encode_event(namespace, None, name, data_json))
+/// ([`Socket::emit_frame`]). `args_json`: its arguments after the name, as
+/// JSON values separated by commas (usually one).
+pub(crate) fn event_frame(namespace: &str, name: &str, args_json: &str) -> Frame {
+    Frame::from(packet::encode_event(namespace, None, name, args_json))
 }
 
 impl<D> Socket<D> {
@@ -193,7 +194,13 @@ impl<D> Socket<D> {
         self.emit_frame(event_frame(&self.0.namespace, name, data_json))
     }
 
-    /// Queues a frame encoded by [`event_frame`] for this namespace.
+    /// Encodes an event of this namespace once, for any number of sockets
+    /// ([`Socket::emit_frame`]); `args_json` as for [`crate::Server::event_frame`].
+    pub fn event_frame(&self, name: &str, args_json: &str) -> Frame {
+        event_frame(&self.0.namespace, name, args_json)
+    }
+
+    /// Queues a frame encoded by [`Socket::event_frame`] for this namespace.
     pub fn emit_frame(&self, frame: Frame) -> Write {
         self.0.session.outbox.push(frame)
     }

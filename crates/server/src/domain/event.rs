@@ -138,12 +138,15 @@ pub(crate) struct StreamEvent {
     pub(crate) kind: EventKind,
     /// The payload watchers receive, `seq` included.
     pub(crate) json: Box<RawValue>,
+    /// Its socket frame, encoded for the first watcher it is written to
+    /// and shared by every other (and by every replay of this copy).
+    pub(crate) frame: std::sync::OnceLock<wecare_sio::Frame>,
 }
 
 impl StreamEvent {
     pub(crate) fn from_json(seq: Seq, kind: EventKind, json: String) -> Self {
         let json = RawValue::from_string(json).unwrap_or_else(|_| empty_object());
-        Self { seq, kind, json }
+        Self { seq, kind, json, frame: std::sync::OnceLock::new() }
     }
 
     /// `{"type": <event name>, ...payload}` as `events:sync` lists it.

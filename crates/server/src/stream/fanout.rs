@@ -100,7 +100,7 @@ struct LiveWatcher {
 
 /// Writes one event to one watcher.
 pub(crate) fn write(sink: &dyn WatcherSink, ev: &SharedEvent) -> Write {
-    sink.send(ev.kind.name(), &ev.json)
+    sink.send_event(ev)
 }
 
 struct Fanout {

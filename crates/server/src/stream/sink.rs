@@ -5,6 +5,8 @@
 
 use serde_json::value::RawValue;
 
+use crate::domain::event::SharedEvent;
+
 /// Outcome of writing one frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Write {
@@ -22,6 +24,11 @@ pub(crate) trait WatcherSink: Send + Sync + std::fmt::Debug + 'static {
     /// queue answers [`Write::Full`], and the stream paces or lets the
     /// watcher fall behind (it never drops a frame silently).
     fn send(&self, event: &'static str, json: &RawValue) -> Write;
+    /// Queues a stream event (a socket sends it with its `seq` as the
+    /// recovery offset, encoded once for all watchers).
+    fn send_event(&self, ev: &SharedEvent) -> Write {
+        self.send(ev.kind.name(), &ev.json)
+    }
     /// Who it is, for logs.
     fn name(&self) -> String;
 }

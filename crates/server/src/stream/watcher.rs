@@ -42,15 +42,34 @@ const STALL_LIMIT: Duration = Duration::from_secs(30);
 #[derive(Debug)]
 struct Stop;
 
+/// How a watcher starts.
+#[derive(Debug, Default)]
+pub(crate) enum Start {
+    /// As its claim says, announcing the end of a resume with `sync:complete`.
+    #[default]
+    Resume,
+    /// Socket.IO connection-state recovery: the events after the claim,
+    /// no `sync:complete`; told on `live` once it is live — `true` when
+    /// only events were sent, `false` when it had to send a snapshot
+    /// (retention dropped what it needed).
+    Recover { live: oneshot::Sender<bool> },
+}
+
 /// Runs the watcher behind `sink` with what its handshake claims, until it
 /// is gone or `stop` fires (its session ended: a socket never outlives its
 /// token, also mid-replay).
-pub(crate) fn spawn(deps: &Arc<StreamDeps>, sink: Arc<dyn WatcherSink>, claim: Claim, stop: CancellationToken) {
+pub(crate) fn spawn(
+    deps: &Arc<StreamDeps>,
+    sink: Arc<dyn WatcherSink>,
+    claim: Claim,
+    start: Start,
+    stop: CancellationToken,
+) {
     let deps = Arc::clone(deps);
     let tracker = deps.tracker.clone();
     tracker.spawn(async move {
         tokio::select! {
-            _ = drive(&deps, &sink, claim, &stop) => {}
+            _ = drive(&deps, &sink, claim, start, &stop) => {}
             () = stop.cancelled() => {}
         }
     });
@@ -80,8 +99,14 @@ async fn drive(
     deps: &Arc<StreamDeps>,
     sink: &Arc<dyn WatcherSink>,
     claim: Claim,
+    start: Start,
     stop: &CancellationToken,
 ) -> Result<(), Stop> {
+    let (mut live, announce) = match start {
+        Start::Resume => (None, true),
+        Start::Recover { live } => (Some(live), false),
+    };
+    let mut snapshot_sent = false;
     let stream_id = deps.log.stream_id();
     let from = match claim.resumable(stream_id) {
         // The store's own head (see `Claim::start`).
@@ -89,8 +114,11 @@ async fn drive(
         None => StartFrom::State,
     };
     let (mut cursor, mut sync) = match from {
-        StartFrom::State => (send_snapshot(deps, sink.as_ref()).await?, None),
-        StartFrom::After(last) => (last, Some(SyncProgress { from: last, replayed: 0 })),
+        StartFrom::State => {
+            snapshot_sent = true;
+            (send_snapshot(deps, sink.as_ref()).await?, None)
+        }
+        StartFrom::After(last) => (last, announce.then_some(SyncProgress { from: last, replayed: 0 })),
     };
     loop {
         let page = read_retrying(|| deps.log.read_after(cursor, PAGE)).await;
@@ -104,6 +132,7 @@ async fn drive(
         if page.gap {
             // Retention dropped events this watcher needs: start over from state.
             cursor = send_snapshot(deps, sink.as_ref()).await?;
+            snapshot_sent = true;
             sync = None;
             continue;
         }
@@ -125,6 +154,9 @@ async fn drive(
         deps.fanout.send(Command::Join(join)).await.map_err(|_| Stop)?;
         match joined.await.map_err(|_| Stop)? {
             Joined::Live => {
+                if let Some(live) = live.take() {
+                    let _ = live.send(!snapshot_sent);
+                }
                 // Live until the fan-out says it fell behind (then catch up
                 // from storage, no `sync:complete`) or lets it go (gone).
                 cursor = fell_behind.await.map_err(|_| Stop)?;
@@ -340,7 +372,7 @@ mod tests {
         fn watch(&self, claim: Claim, capacity: usize) -> (Arc<Buffer>, CancellationToken) {
             let buffer = Buffer::new(capacity);
             let stop = CancellationToken::new();
-            spawn(&self.deps, Arc::clone(&buffer) as Arc<dyn WatcherSink>, claim, stop.clone());
+            spawn(&self.deps, Arc::clone(&buffer) as Arc<dyn WatcherSink>, claim, Start::Resume, stop.clone());
             (buffer, stop)
         }
 
@@ -494,7 +526,7 @@ mod tests {
         let buffer = Buffer::new(2);
         let (released, on_release) = oneshot::channel();
         let sink = Arc::new(Tracked { buffer: Arc::clone(&buffer), _released: released });
-        spawn(&stream.deps, sink, stream.resume_after(0), CancellationToken::new());
+        spawn(&stream.deps, sink, stream.resume_after(0), Start::Resume, CancellationToken::new());
         until_queued(&buffer, 2).await;
         buffer.gone.store(true, Relaxed);
         buffer.read(2).await;

@@ -13,6 +13,7 @@ pub(crate) mod limits;
 pub(crate) mod listener;
 pub(crate) mod origin;
 pub(crate) mod peers;
+pub(crate) mod recovery;
 pub(crate) mod reply;
 pub(crate) mod revocation;
 pub(crate) mod session;

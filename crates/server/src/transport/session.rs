@@ -43,8 +43,16 @@ pub(crate) struct Session {
     /// What the socket may cost (issue 19).
     pub(crate) limits: Arc<super::limits::SocketLimits>,
     /// Where a watcher's stream starts (`auth.lastSeq`…), from the
-    /// handshake until the socket has joined.
-    claim: Mutex<Option<Claim>>,
+    /// handshake until the socket has joined; `Started` once its stream
+    /// runs (a recovery starts it during the handshake).
+    claim: Mutex<WatcherStart>,
+}
+
+/// A watcher's stream: to be started from a claim, or running.
+#[derive(Debug)]
+enum WatcherStart {
+    Pending(Claim),
+    Started,
 }
 
 /// Connect and disconnect handlers run as separate tasks in either order.
@@ -72,7 +80,7 @@ impl Session {
             lifecycle: Mutex::default(),
             expired_once: Default::default(),
             limits: super::limits::SocketLimits::new(std::time::Instant::now()),
-            claim: Mutex::new(None),
+            claim: Mutex::new(WatcherStart::Pending(Claim::default())),
         }
     }
 
@@ -99,13 +107,32 @@ impl Session {
         l.joined
     }
 
-    pub(crate) fn set_claim(&self, claim: Claim) {
-        *self.claim.lock().unwrap_or_else(|e| e.into_inner()) = Some(claim);
+    fn start_lock(&self) -> std::sync::MutexGuard<'_, WatcherStart> {
+        self.claim.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The handshake's claim, once (then the default: a snapshot).
-    pub(crate) fn take_claim(&self) -> Claim {
-        self.claim.lock().unwrap_or_else(|e| e.into_inner()).take().unwrap_or_default()
+    /// Where the watcher's stream will start.
+    pub(crate) fn set_claim(&self, claim: Claim) {
+        *self.start_lock() = WatcherStart::Pending(claim);
+    }
+
+    /// Whether the watcher's stream is still to be started.
+    pub(crate) fn watcher_pending(&self) -> bool {
+        matches!(*self.start_lock(), WatcherStart::Pending(_))
+    }
+
+    /// The watcher's stream runs (started by its recovery).
+    pub(crate) fn watcher_started(&self) {
+        *self.start_lock() = WatcherStart::Started;
+    }
+
+    /// The claim to start the watcher's stream with, once; `None` when it
+    /// already runs.
+    pub(crate) fn take_claim(&self) -> Option<Claim> {
+        match std::mem::replace(&mut *self.start_lock(), WatcherStart::Started) {
+            WatcherStart::Pending(claim) => Some(claim),
+            WatcherStart::Started => None,
+        }
     }
 
     pub(crate) fn expires_at_ms(&self) -> i64 {

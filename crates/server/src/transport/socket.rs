@@ -55,24 +55,70 @@ fn handshake_token(auth: Option<&Value>, query: &str) -> Option<String> {
 }
 
 /// The handshake: a refusal becomes `connect_error` with exactly the
-/// contract's message (the `Display` of [`AuthError`]).
-async fn authenticate(app: SharedState, handshake: Handshake) -> Result<Connected<Arc<Session>>, AuthError> {
+/// contract's message (the `Display` of [`AuthError`]). A watcher's
+/// recovery, when it asks for one, happens here: its missed events go out
+/// before the CONNECT reply.
+async fn authenticate(
+    app: SharedState,
+    socket: Sock,
+    handshake: Handshake,
+) -> Result<Connected<Arc<Session>>, AuthError> {
     let auth: Option<Value> = handshake.auth.and_then(|a| serde_json::from_str(a.get()).ok());
     let Some(token) = handshake_token(auth.as_ref(), &handshake.query) else {
         app.metrics.handshake_refusals.fetch_add(1, Relaxed);
         return Err(AuthError::Required);
     };
-    match super::revocation::authorize(&app, &token).await {
-        Ok(principal) => {
-            let closed = app.stream.stop.child_token();
-            let session = Session::new(principal, token, app.config.jwt_leeway_secs, closed);
-            session.set_claim(Claim::from_auth(auth.as_ref()));
-            Ok(Connected { data: Arc::new(session), pid: None })
-        }
+    let principal = match super::revocation::authorize(&app, &token).await {
+        Ok(principal) => principal,
         Err(e) => {
             app.metrics.handshake_refusals.fetch_add(1, Relaxed);
-            Err(e)
+            return Err(e);
         }
+    };
+    let watcher = principal.is_watcher();
+    let closed = app.stream.stop.child_token();
+    let session = Arc::new(Session::new(principal, token, app.config.jwt_leeway_secs, closed));
+    if !watcher {
+        return Ok(Connected { data: session, pid: None });
+    }
+    let claim = Claim::from_auth(auth.as_ref());
+    let stream_id = app.stream.log.stream_id().to_string();
+    // `auth.lastSeq` is the project's own resume: it wins.
+    let asked = if claim.last_seq.is_none() { super::recovery::requested(auth.as_ref(), &stream_id) } else { None };
+    if let Some(asked) = asked
+        && recover(&app, &socket, &session, &asked).await
+    {
+        return Ok(Connected { data: session, pid: Some(asked.pid) });
+    }
+    let head = *app.stream.head.borrow();
+    if !session.closed.is_cancelled() && session.watcher_pending() {
+        session.set_claim(claim);
+    }
+    Ok(Connected { data: session, pid: Some(super::recovery::new_pid(&stream_id, head)) })
+}
+
+/// Sends a recovering watcher what it missed, and leaves it live: true when
+/// it was recovered (events only). False when its position is out of reach
+/// (older than retention, beyond the head) — nothing was sent — or when
+/// retention dropped events mid-way, so a snapshot was sent instead (its
+/// watcher runs on then, and the socket gets a new `pid`).
+async fn recover(app: &SharedState, socket: &Sock, session: &Arc<Session>, asked: &super::recovery::Request) -> bool {
+    match app.stream.log.read_after(asked.after, 0).await {
+        Ok(page) if !page.gap && asked.after <= page.head => {}
+        Ok(_) => return false,
+        Err(e) => {
+            tracing::warn!(error = %e, "recovery not checked; a snapshot instead");
+            return false;
+        }
+    }
+    let (live, recovered) = tokio::sync::oneshot::channel();
+    let claim = Claim { last_seq: Some(asked.after), stream_id: Some(app.stream.log.stream_id().to_string()) };
+    let sink = Arc::new(super::watcher_sink::SocketSink(socket.clone()));
+    session.watcher_started();
+    watcher::spawn(&app.stream, sink, claim, watcher::Start::Recover { live }, session.closed.clone());
+    tokio::select! {
+        r = recovered => r.unwrap_or(false),
+        () = session.closed.cancelled() => false,
     }
 }
 
@@ -83,13 +129,13 @@ impl Namespace for Locations {
     #[allow(clippy::manual_async_fn)]
     fn connect(
         &self,
-        _socket: Sock,
+        socket: Sock,
         handshake: Handshake,
     ) -> impl Future<Output = Result<Connected<Arc<Session>>, Refusal>> + Send + 'static {
         let app = self.app.upgrade();
         async move {
             let Some(app) = app else { return Err(Refusal { message: "server is shutting down".into() }) };
-            authenticate(app, handshake).await.map_err(|e| Refusal { message: e.to_string() })
+            authenticate(app, socket, handshake).await.map_err(|e| Refusal { message: e.to_string() })
         }
     }
 
@@ -158,10 +204,15 @@ async fn on_connect(s: Sock, app: SharedState) {
         tracing::debug!(sid = %s.id(), driver = ?driver.as_str(), "driver connected");
     } else {
         app.metrics.connections_watchers.fetch_add(1, Relaxed);
-        let claim = session.take_claim();
-        tracing::debug!(sid = %s.id(), subject = ?p.subject, ?claim, "watcher connected");
-        let sink = Arc::new(super::watcher_sink::SocketSink(s.clone()));
-        watcher::spawn(&app.stream, sink, claim, session.closed.clone());
+        // A recovered watcher's stream already runs (it started before the
+        // CONNECT reply).
+        if let Some(claim) = session.take_claim() {
+            tracing::debug!(sid = %s.id(), subject = ?p.subject, ?claim, "watcher connected");
+            let sink = Arc::new(super::watcher_sink::SocketSink(s.clone()));
+            watcher::spawn(&app.stream, sink, claim, watcher::Start::Resume, session.closed.clone());
+        } else {
+            tracing::debug!(sid = %s.id(), subject = ?p.subject, "watcher connected (recovered)");
+        }
     }
     spawn_expiry_clock(&app.stream.tracker, s.clone(), Arc::clone(&session), app.config.auth_expiry_warning);
     super::revocation::watch_socket(&app, s.clone(), Arc::clone(&session));

@@ -61,8 +61,10 @@ impl<N: Namespace> Server<N> {
     }
 
     /// Encodes an event once for any number of sockets ([`Socket::emit_frame`]).
-    pub fn event_frame(&self, name: &str, data_json: &str) -> Frame {
-        crate::socket::event_frame(&self.namespace_name, name, data_json)
+    /// `args_json`: its arguments after the name, as JSON values separated
+    /// by commas (usually one).
+    pub fn event_frame(&self, name: &str, args_json: &str) -> Frame {
+        crate::socket::event_frame(&self.namespace_name, name, args_json)
     }
 
     /// The joined sockets.

@@ -206,8 +206,10 @@ impl<D> Session<D> {
         self.reason.get().copied().unwrap_or(DisconnectReason::TransportClose)
     }
 
-    /// Whether a namespace socket has joined (the connect timeout stops).
+    /// Whether a namespace socket has asked to join (the connect timeout
+    /// stops: how long a join may take is the application's to bound — a
+    /// recovering watcher's replay can be long).
     pub(crate) fn joined(&self) -> bool {
-        self.slot().socket.as_ref().is_some_and(Socket::is_connected)
+        self.slot().socket.is_some()
     }
 }

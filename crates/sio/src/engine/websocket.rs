@@ -190,7 +190,15 @@ async fn run<N: Namespace>(server: Arc<Server<N>>, session: Arc<Session<N::Data>
                     break session.reason();
                 }
                 if closed {
-                    let _ = tokio::time::timeout(c.close_grace, ws.close(None)).await;
+                    // The close handshake, reading what the peer still sends
+                    // until its close: a connection dropped with unread input
+                    // is reset, and a reset can discard the last frames
+                    // (acks) before the peer has read them.
+                    let closing = async {
+                        let _ = ws.close(None).await;
+                        while let Some(Ok(_)) = ws.next().await {}
+                    };
+                    let _ = tokio::time::timeout(c.close_grace, closing).await;
                     break session.reason();
                 }
             }
