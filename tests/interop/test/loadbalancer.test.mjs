@@ -282,6 +282,25 @@ async function lbWatcher(lb, secret, opts = {}) {
   return peer;
 }
 
+/**
+ * A watcher as the deployed WeCare app runs one: the stock client, `auth`
+ * the token alone, no resume of its own — after a cut it relies on
+ * Socket.IO's connection-state recovery (contract §5, v1.3), which the
+ * client does by itself. `recoveries`: `socket.recovered` at every connect.
+ */
+async function lbStockWatcher(lb, secret) {
+  const peer = lbPeer(lb, { auth: { token: watcherToken(secret) } });
+  peer.recoveries = [];
+  peer.socket.on('connect', () => peer.recoveries.push(peer.socket.recovered));
+  Object.defineProperty(peer, 'received', {
+    get: () => peer.events.filter((e) => STREAM_EVENTS.has(e.name)).map((e) => e.data.seq),
+  });
+  Object.defineProperty(peer, 'snapshots', { get: () => peer.all('drivers:snapshot').length });
+  peer.socket.connect();
+  peer.snapshot = await peer.waitFor('drivers:snapshot', () => true, 15_000);
+  return peer;
+}
+
 async function lbDriver(lb, secret, opts = {}) {
   const driverId = uniqueName('lb-drv');
   const peer = lbPeer(lb, { ...opts, auth: { token: driverToken(secret, { driverId }) } });
@@ -521,6 +540,15 @@ describe('§11 three nodes behind HAProxy (deploy/haproxy.cfg)', { timeout: 240_
     const others = nodes.filter((n) => n !== victim);
     const movedWatchers = watchers.filter((_, k) => wWhere[k] === victimNo);
     const movedDrivers = drivers.filter((_, k) => dWhere[k] === victimNo);
+    // Stock watchers (the deployed app's), until two are on the victim.
+    const stock = [];
+    const movedStock = [];
+    for (let i = 0; i < 12 && movedStock.length < 2; i += 1) {
+      const s = await lbStockWatcher(lb, secret);
+      stock.push(s);
+      if ((await nodeOf([s]))[0] === victimNo) movedStock.push(s);
+    }
+    assert.equal(movedStock.length, 2, 'two stock watchers on the node to be stopped');
 
     // Every driver keeps delivering fixes, one after the other.
     const sent = new Map(); // fix id -> driver id
@@ -564,7 +592,7 @@ describe('§11 three nodes behind HAProxy (deploy/haproxy.cfg)', { timeout: 240_
       await lb.waitStates(down, 10_000);
 
       // The victim's clients are back, on the other nodes, and keep working.
-      await waitUntil(() => [...movedWatchers, ...movedDrivers].every((p) => p.disconnects.length >= 1 && p.connected),
+      await waitUntil(() => [...movedWatchers, ...movedDrivers, ...movedStock].every((p) => p.disconnects.length >= 1 && p.connected),
         { timeoutMs: 20_000, what: 'the stopped node\'s clients reconnected' });
       await waitUntil(() => drivers.every((d) => (ackedAfterExit.get(d.driverId) ?? 0) >= 10),
         { timeoutMs: 20_000, what: 'every driver (moved or not) has 10 more fixes acked after the exit' });
@@ -592,6 +620,18 @@ describe('§11 three nodes behind HAProxy (deploy/haproxy.cfg)', { timeout: 240_
     for (const w of watchers) await w.until(() => w.applied.at(-1) >= head, 15_000, `watcher at the head (${head})`);
     assertNoGapNoDuplicate(watchers, events.map((e) => e.seq), '(e)');
     for (const w of movedWatchers) assert.ok(w.names().includes('sync:complete'), 'the moved watcher resumed (sync:complete)');
+
+    // The stock watchers on the stopped node recovered on another node,
+    // by the client's own recovery: the whole stream after their snapshot,
+    // once, in order, and no second snapshot.
+    for (const w of stock) await w.until(() => w.received.at(-1) >= head, 15_000, `stock watcher at the head (${head})`);
+    assertNoGapNoDuplicate(stock, events.map((e) => e.seq), '(e) stock');
+    for (const w of movedStock) {
+      assert.deepEqual(w.recoveries, [false, true], 'the first connect is new, the reconnect recovered');
+      assert.ok(!w.names().includes('sync:complete'), 'recovered, not resumed');
+    }
+    const stockWhere = await nodeOf(movedStock);
+    assert.ok(stockWhere.every((n) => n !== null && n !== victimNo), `recovered on the other nodes: ${stockWhere}`);
     closeAll();
   });
 });
