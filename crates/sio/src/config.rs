@@ -38,7 +38,7 @@ impl Default for Config {
             max_payload: 1 << 20,
             connect_timeout: Duration::from_secs(45),
             queue_frames: 2048,
-            ws_read_buffer: 1024,
+            ws_read_buffer: 256,
             close_grace: Duration::from_secs(1),
         }
     }

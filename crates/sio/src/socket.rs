@@ -35,6 +35,10 @@ pub trait Namespace: Send + Sync + 'static {
     /// Called on the connection's task: do the work elsewhere.
     fn event(&self, socket: &Socket<Self::Data>, event: Incoming<'_>);
 
+    /// The socket's timer is due ([`Socket::set_timer`]); called on the
+    /// session's task.
+    fn timer(&self, _socket: &Socket<Self::Data>) {}
+
     /// A joined socket left, once, whatever the cause.
     fn disconnect(&self, socket: &Socket<Self::Data>, reason: DisconnectReason);
 }
@@ -168,6 +172,13 @@ impl<D> Socket<D> {
     /// Whether the join was accepted and the socket has not left.
     pub fn is_connected(&self) -> bool {
         self.0.connected.load(Ordering::Acquire)
+    }
+
+    /// Has [`Namespace::timer`] called for this socket at `at`, on its
+    /// session's own task (a socket's timers cost no task of their own);
+    /// `None` cancels. A later call replaces an earlier one.
+    pub fn set_timer(&self, at: Option<std::time::Instant>) {
+        self.0.session.set_timer(at.map(tokio::time::Instant::from_std));
     }
 
     /// Frames queued or being written.

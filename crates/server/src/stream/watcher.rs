@@ -110,18 +110,21 @@ async fn drive(
     let stream_id = deps.log.stream_id();
     let from = match claim.resumable(stream_id) {
         // The store's own head (see `Claim::start`).
-        Some(last) => claim.start(stream_id, read_retrying(|| deps.log.read_after(last, 0)).await.head),
+        Some(last) => claim.start(stream_id, Box::pin(read_retrying(|| deps.log.read_after(last, 0))).await.head),
         None => StartFrom::State,
     };
     let (mut cursor, mut sync) = match from {
         StartFrom::State => {
             snapshot_sent = true;
-            (send_snapshot(deps, sink.as_ref()).await?, None)
+            (Box::pin(send_snapshot(deps, sink.as_ref())).await?, None)
         }
         StartFrom::After(last) => (last, announce.then_some(SyncProgress { from: last, replayed: 0 })),
     };
     loop {
-        let page = read_retrying(|| deps.log.read_after(cursor, PAGE)).await;
+        // Boxed: the reads and the snapshot are heap-allocated only while
+        // they run, so a live watcher's task (which waits for the fan-out's
+        // word for hours) stays small.
+        let page = Box::pin(read_retrying(|| deps.log.read_after(cursor, PAGE))).await;
         tracing::debug!(
             after = cursor.0,
             events = page.events.len(),
@@ -131,7 +134,7 @@ async fn drive(
         );
         if page.gap {
             // Retention dropped events this watcher needs: start over from state.
-            cursor = send_snapshot(deps, sink.as_ref()).await?;
+            cursor = Box::pin(send_snapshot(deps, sink.as_ref())).await?;
             snapshot_sent = true;
             sync = None;
             continue;
@@ -151,7 +154,7 @@ async fn drive(
         let (reply, joined) = oneshot::channel();
         let (behind, fell_behind) = oneshot::channel();
         let join = Join { sink: Arc::clone(sink), stop: stop.clone(), after: cursor, sync, reply, behind };
-        deps.fanout.send(Command::Join(join)).await.map_err(|_| Stop)?;
+        Box::pin(deps.fanout.send(Command::Join(join))).await.map_err(|_| Stop)?;
         match joined.await.map_err(|_| Stop)? {
             Joined::Live => {
                 if let Some(live) = live.take() {
@@ -180,7 +183,13 @@ async fn send_snapshot(deps: &StreamDeps, sink: &dyn WatcherSink) -> Result<Seq,
 }
 
 async fn write_paced(sink: &dyn WatcherSink, ev: &SharedEvent) -> Result<(), Stop> {
-    paced(|| write(sink, ev)).await
+    match write(sink, ev) {
+        Write::Sent => Ok(()),
+        Write::Gone => Err(Stop),
+        // Boxed: only a full queue waits, and the wait's timer is on the
+        // heap while it does (a live watcher's task stays small).
+        Write::Full => Box::pin(paced(|| write(sink, ev))).await,
+    }
 }
 
 /// Retries `write` while the queue is full, up to [`STALL_LIMIT`].

@@ -6,9 +6,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 use wecare_proto::event;
 use wecare_proto::payload::{AuthExpired, AuthExpiring};
 
@@ -35,7 +33,8 @@ pub(crate) struct Session {
     /// `exp` in epoch ms (moved by `auth:refresh`).
     expires_at: AtomicI64,
     leeway_ms: i64,
-    refreshed: Notify,
+    /// The `exp` whose `auth:expiring` was sent (0: none yet).
+    warned_for: AtomicI64,
     /// Cancelled when the socket disconnects (or the server stops).
     pub(crate) closed: CancellationToken,
     lifecycle: Mutex<Lifecycle>,
@@ -75,7 +74,7 @@ impl Session {
             cut_reason: std::sync::OnceLock::new(),
             expires_at,
             leeway_ms,
-            refreshed: Notify::new(),
+            warned_for: AtomicI64::new(0),
             closed,
             lifecycle: Mutex::default(),
             expired_once: Default::default(),
@@ -163,7 +162,6 @@ impl Session {
         let hash = token_hash(&token);
         *self.token.lock().unwrap_or_else(|e| e.into_inner()) = (token, hash);
         self.expires_at.store(exp_secs.saturating_mul(1000), Ordering::Release);
-        self.refreshed.notify_one();
     }
 }
 
@@ -221,33 +219,25 @@ pub(crate) fn expire(socket: &Sock, session: &Arc<Session>) {
     tracing::debug!("token expired; socket closed");
 }
 
-/// Runs the token clock of `socket` until it disconnects.
-pub(crate) fn spawn_expiry_clock(tracker: &TaskTracker, socket: Sock, session: Arc<Session>, warning: Duration) {
+/// The token clock of `socket`, checked now: `auth:expiring` once per
+/// `exp` when within `warning` of it, the end of the session at `exp`
+/// (plus leeway); then the socket's timer is set for the next check. It
+/// runs on the socket's own transport task (no task of its own), and again
+/// after every `auth:refresh`.
+pub(crate) fn check_expiry(socket: &Sock, session: &Arc<Session>, warning: Duration) {
     let warning_ms = i64::try_from(warning.as_millis()).unwrap_or(i64::MAX / 2);
-    tracker.spawn(async move {
-        let mut warned_for = None;
-        loop {
-            let exp = session.expires_at_ms();
-            let deadline = session.deadline_ms();
-            let now = now_ms();
-            let next = if now >= deadline {
-                expire(&socket, &session);
-                return;
-            } else if warned_for != Some(exp) && now >= exp - warning_ms {
-                let _ = socket.emit(event::AUTH_EXPIRING, &AuthExpiring { expires_at: iso(exp) });
-                warned_for = Some(exp);
-                continue;
-            } else if warned_for != Some(exp) {
-                exp - warning_ms
-            } else {
-                deadline
-            };
-            let wait = Duration::from_millis(u64::try_from(next - now).unwrap_or(0));
-            tokio::select! {
-                () = tokio::time::sleep(wait) => {}
-                () = session.refreshed.notified() => {}
-                () = session.closed.cancelled() => return,
-            }
-        }
-    });
+    let exp = session.expires_at_ms();
+    let deadline = session.deadline_ms();
+    let now = now_ms();
+    if now >= deadline {
+        return expire(socket, session);
+    }
+    let warned = session.warned_for.load(Ordering::Acquire) == exp;
+    if !warned && now >= exp - warning_ms {
+        let _ = socket.emit(event::AUTH_EXPIRING, &AuthExpiring { expires_at: iso(exp) });
+        session.warned_for.store(exp, Ordering::Release);
+    }
+    let next = if session.warned_for.load(Ordering::Acquire) == exp { deadline } else { exp - warning_ms };
+    let wait = Duration::from_millis(u64::try_from(next - now).unwrap_or(0));
+    socket.set_timer(Some(std::time::Instant::now() + wait));
 }

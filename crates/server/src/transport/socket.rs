@@ -18,7 +18,7 @@ use wecare_sio::{Connected, DisconnectReason, Handshake, Incoming, Namespace, Re
 use super::ack;
 use super::limits::Overload;
 use super::reply::Reply;
-use super::session::{Session, spawn_expiry_clock};
+use super::session::{Session, check_expiry};
 use super::state::{AppState, SharedState};
 use crate::clock::iso;
 use crate::domain::auth::AuthError;
@@ -167,6 +167,12 @@ impl Namespace for Locations {
         }
     }
 
+    fn timer(&self, socket: &Sock) {
+        if let (Some(app), Some(session)) = (self.app.upgrade(), session_of(socket)) {
+            check_expiry(socket, &session, app.config.auth_expiry_warning);
+        }
+    }
+
     fn disconnect(&self, socket: &Sock, reason: DisconnectReason) {
         if let Some(app) = self.app.upgrade() {
             tokio::spawn(on_disconnect(socket.clone(), reason, app));
@@ -214,7 +220,7 @@ async fn on_connect(s: Sock, app: SharedState) {
             tracing::debug!(sid = %s.id(), subject = ?p.subject, "watcher connected (recovered)");
         }
     }
-    spawn_expiry_clock(&app.stream.tracker, s.clone(), Arc::clone(&session), app.config.auth_expiry_warning);
+    check_expiry(&s, &session, app.config.auth_expiry_warning);
     super::revocation::watch_socket(&app, s.clone(), Arc::clone(&session));
 }
 
@@ -417,7 +423,9 @@ async fn on_auth_refresh(s: Sock, data: Data, reply: Reply, app: SharedState) {
         (Ok(p), Some(token)) if session.principal.same_identity(&p) => {
             session.refresh(token, p.expires_at);
             let ok = RefreshOk { status: OkStatus::Ok, expires_at: iso(p.expires_at.saturating_mul(1000)) };
-            return answered(&app, reply.send(&ok, None));
+            answered(&app, reply.send(&ok, None));
+            // The clock now runs to the new `exp`.
+            return check_expiry(&s, &session, app.config.auth_expiry_warning);
         }
         (Ok(_), _) => Rejection::new(ErrorCode::Forbidden, "the new token is for another identity or role"),
         (Err(AuthError::Expired), _) => Rejection::new(ErrorCode::TokenExpired, "Token expired"),

@@ -260,6 +260,30 @@ impl<N: Namespace> Server<N> {
         socket.refused(refusal);
     }
 
+    /// When a session's task must wake: for its heartbeat, or for its
+    /// socket's timer.
+    pub(crate) fn wake_at(session: &Session<N::Data>, heartbeat: &heartbeat::Heartbeat) -> tokio::time::Instant {
+        let beat = heartbeat.wake_at();
+        session.timer().map_or(beat, |t| t.min(beat))
+    }
+
+    /// The session's task woke: the heartbeat, then the socket's timer if
+    /// it is due.
+    pub(crate) fn on_wake(
+        &self,
+        session: &Session<N::Data>,
+        heartbeat: &mut heartbeat::Heartbeat,
+    ) -> Result<(), DisconnectReason> {
+        heartbeat.tick(session)?;
+        if session.take_due_timer() {
+            let socket = session.slot().socket.clone();
+            if let Some(socket) = socket.filter(Socket::is_connected) {
+                self.ns.timer(&socket);
+            }
+        }
+        Ok(())
+    }
+
     /// The session ended: its socket's disconnect is reported (once).
     pub(crate) fn finish(&self, session: &Session<N::Data>) {
         let socket = {

@@ -56,12 +56,13 @@ async fn run<N: Namespace>(server: Arc<Server<N>>, session: Arc<Session<N::Data>
     loop {
         tokio::select! {
             () = session.closed.cancelled() => break,
-            () = tokio::time::sleep_until(heartbeat.wake_at()) => {
+            () = session.timer_changed.notified() => {}
+            () = tokio::time::sleep_until(Server::<N>::wake_at(&session, &heartbeat)) => {
                 if !session.is_polling() {
                     // The websocket's task owns the session now.
                     return;
                 }
-                if let Err(reason) = heartbeat.tick(&session) {
+                if let Err(reason) = server.on_wake(&session, &mut heartbeat) {
                     session.close(reason);
                     break;
                 }

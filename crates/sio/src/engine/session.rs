@@ -58,8 +58,8 @@ pub(crate) struct Session<D> {
     transport: Mutex<Transport>,
     /// Cancelled when the session ends, for whatever reason.
     pub(crate) closed: CancellationToken,
-    /// Cancelled to drop the transport without writing what is queued.
-    pub(crate) aborted: CancellationToken,
+    /// Set to drop the transport without writing what is queued.
+    aborted: AtomicBool,
     reason: OnceLock<DisconnectReason>,
     pong: AtomicBool,
     /// A poll answered the close packet (the polling session may go).
@@ -68,6 +68,11 @@ pub(crate) struct Session<D> {
     /// event).
     pub(crate) skip_binary: AtomicUsize,
     pub(crate) slot: Mutex<Slot<D>>,
+    /// When the application's timer for the socket is due
+    /// ([`crate::Socket::set_timer`]).
+    timer: Mutex<Option<tokio::time::Instant>>,
+    /// Wakes the session's task to look at the timer again.
+    pub(crate) timer_changed: tokio::sync::Notify,
 }
 
 impl<D> Session<D> {
@@ -82,12 +87,14 @@ impl<D> Session<D> {
             outbox: Outbox::new(queue_frames),
             transport: Mutex::new(transport),
             closed: CancellationToken::new(),
-            aborted: CancellationToken::new(),
+            aborted: AtomicBool::new(false),
             reason: OnceLock::new(),
             pong: AtomicBool::new(false),
             close_delivered: AtomicBool::new(false),
             skip_binary: AtomicUsize::new(0),
             slot: Mutex::new(Slot { socket: None, finished: false }),
+            timer: Mutex::new(None),
+            timer_changed: tokio::sync::Notify::new(),
         })
     }
 
@@ -168,6 +175,26 @@ impl<D> Session<D> {
         matches!(self.transport(), Transport::Polling { .. })
     }
 
+    pub(crate) fn set_timer(&self, at: Option<tokio::time::Instant>) {
+        *self.timer.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = at;
+        self.timer_changed.notify_one();
+    }
+
+    /// When the session's task must wake at the latest for the timer.
+    pub(crate) fn timer(&self) -> Option<tokio::time::Instant> {
+        *self.timer.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Takes the timer if it is due.
+    pub(crate) fn take_due_timer(&self) -> bool {
+        let mut t = self.timer.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let due = t.is_some_and(|at| at <= tokio::time::Instant::now());
+        if due {
+            *t = None;
+        }
+        due
+    }
+
     pub(crate) fn pong_received(&self) {
         self.pong.store(true, Ordering::Release);
     }
@@ -189,8 +216,8 @@ impl<D> Session<D> {
     /// Ends the session without writing what is queued (its peer stopped
     /// reading).
     pub(crate) fn abort(&self, reason: DisconnectReason) {
+        self.aborted.store(true, Ordering::Release);
         self.close(reason);
-        self.aborted.cancel();
     }
 
     pub(crate) fn close_delivered(&self) {
@@ -200,6 +227,10 @@ impl<D> Session<D> {
 
     pub(crate) fn is_close_delivered(&self) -> bool {
         self.close_delivered.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn is_aborted(&self) -> bool {
+        self.aborted.load(Ordering::Acquire)
     }
 
     pub(crate) fn reason(&self) -> DisconnectReason {

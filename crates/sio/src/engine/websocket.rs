@@ -70,7 +70,7 @@ fn on_upgraded<N: Namespace, B, F, Fut>(
 where
     B: Send + 'static,
     F: FnOnce(Ws) -> Fut + Send + 'static,
-    Fut: Future<Output = ()> + Send,
+    Fut: Future<Output = ()> + Send + 'static,
 {
     let res = switching(&req)?;
     let config = ws_config(server);
@@ -78,7 +78,9 @@ where
         match hyper::upgrade::on(req).await {
             Ok(upgraded) => {
                 let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config)).await;
-                then(ws).await;
+                // A task of its own: the connection's one long-lived task
+                // holds its loop alone, not the request it came from.
+                tokio::spawn(then(ws));
             }
             Err(e) => tracing::debug!(error = %e, "websocket upgrade failed"),
         }
@@ -99,11 +101,22 @@ pub(super) fn open<N: Namespace, B: Send + 'static>(
         engine::encode_open(&session.sid, &[], millis(c.ping_interval), millis(c.ping_timeout), c.max_payload as u64);
     session.outbox.push_control(Frame::from(open));
     let server2 = Arc::clone(server);
-    let res = on_upgraded(server, req, move |ws| async move {
+    // The closure returns `run`'s future itself (no async block around it
+    // that would keep a second copy of the websocket in the task).
+    let res = on_upgraded(server, req, move |ws| {
         server2.register(&session);
-        run(server2, session, ws, true).await;
+        run(server2, session, ws, Start::New)
     })?;
     Ok(res)
+}
+
+/// How a websocket begins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Start {
+    /// It opened the session.
+    New,
+    /// It takes over a polling session: the probe first.
+    Upgrade,
 }
 
 /// A polling session's websocket: the probe, then the switch.
@@ -113,13 +126,7 @@ pub(super) fn upgrade<N: Namespace, B: Send + 'static>(
     session: Arc<Session<N::Data>>,
 ) -> Result<Response<ResponseBody>, EngineError> {
     let server2 = Arc::clone(server);
-    on_upgraded(server, req, move |mut ws| async move {
-        if probe(&server2, &session, &mut ws).await {
-            run(server2, session, ws, false).await;
-        } else {
-            session.upgrade_failed();
-        }
-    })
+    on_upgraded(server, req, move |ws| run(server2, session, ws, Start::Upgrade))
 }
 
 /// `2probe` → `3probe` (polls now end with a noop), then `5`: true once
@@ -150,10 +157,14 @@ async fn probe<N: Namespace>(server: &Server<N>, session: &Session<N::Data>, ws:
     }
 }
 
-/// Reads, writes and pings until the session ends; then reports it.
-async fn run<N: Namespace>(server: Arc<Server<N>>, session: Arc<Session<N::Data>>, mut ws: Ws, new: bool) {
+/// Reads, writes and pings until the session ends; then reports it. An
+/// upgrade that fails leaves the session to polling.
+async fn run<N: Namespace>(server: Arc<Server<N>>, session: Arc<Session<N::Data>>, mut ws: Ws, start: Start) {
+    if start == Start::Upgrade && !probe(&server, &session, &mut ws).await {
+        return session.upgrade_failed();
+    }
     let c = &server.config;
-    let connect_timeout = new.then_some(c.connect_timeout);
+    let connect_timeout = (start == Start::New).then_some(c.connect_timeout);
     let mut heartbeat = Heartbeat::new(c.ping_interval, c.ping_timeout, connect_timeout);
     let mut batch = Vec::new();
     // Reading stops at a protocol fault (what is queued is still written);
@@ -162,7 +173,6 @@ async fn run<N: Namespace>(server: Arc<Server<N>>, session: Arc<Session<N::Data>
     let reason = loop {
         // Unbiased: a client that never stops sending still gets its acks.
         tokio::select! {
-            () = session.aborted.cancelled() => break session.reason(),
             msg = ws.next(), if reading => {
                 let handled = match msg {
                     Some(Ok(Message::Text(t))) => server.on_text(&session, &t),
@@ -178,11 +188,16 @@ async fn run<N: Namespace>(server: Arc<Server<N>>, session: Arc<Session<N::Data>
                     session.close(reason);
                 }
             }
+            // An abort closes the queue too: one wait sees both (a second
+            // waiter on the queue could take the one wake-up meant for this).
             () = session.outbox.wait_until(Outbox::has_work) => {
+                if session.is_aborted() {
+                    break session.reason();
+                }
                 let closed = session.outbox.take(&mut batch);
                 let written = tokio::select! {
                     r = write(&mut ws, &mut batch) => r,
-                    () = session.aborted.cancelled() => Err(()),
+                    () = session.outbox.wait_until(|_: &Outbox| session.is_aborted()) => Err(()),
                 };
                 session.outbox.written();
                 if written.is_err() {
@@ -194,16 +209,19 @@ async fn run<N: Namespace>(server: Arc<Server<N>>, session: Arc<Session<N::Data>
                     // until its close: a connection dropped with unread input
                     // is reset, and a reset can discard the last frames
                     // (acks) before the peer has read them.
-                    let closing = async {
+                    // Boxed: it runs once, at the end; an idle session's task
+                    // does not carry its space.
+                    let closing = Box::pin(async {
                         let _ = ws.close(None).await;
                         while let Some(Ok(_)) = ws.next().await {}
-                    };
+                    });
                     let _ = tokio::time::timeout(c.close_grace, closing).await;
                     break session.reason();
                 }
             }
-            () = tokio::time::sleep_until(heartbeat.wake_at()) => {
-                if let Err(reason) = heartbeat.tick(&session) {
+            () = session.timer_changed.notified() => {}
+            () = tokio::time::sleep_until(Server::<N>::wake_at(&session, &heartbeat)) => {
+                if let Err(reason) = server.on_wake(&session, &mut heartbeat) {
                     session.close(reason);
                 }
             }
