@@ -244,6 +244,20 @@ function connected(peer, timeoutMs = 10_000) {
 }
 
 /**
+ * Connects `peer` and waits for its first snapshot. `received`: the seqs of
+ * every stream event that arrived, in order; `snapshots`: how many came.
+ */
+async function startWatching(peer) {
+  Object.defineProperty(peer, 'received', {
+    get: () => peer.events.filter((e) => STREAM_EVENTS.has(e.name)).map((e) => e.data.seq),
+  });
+  Object.defineProperty(peer, 'snapshots', { get: () => peer.all('drivers:snapshot').length });
+  peer.socket.connect();
+  peer.snapshot = await peer.waitFor('drivers:snapshot', () => true, 15_000);
+  return peer;
+}
+
+/**
  * A watcher as a well-behaved app runs one (contract §9): an auth callback
  * that carries lastSeq/streamId on every reconnect; stream events at or below
  * lastSeq are dropped. `received`: the seqs of every stream event that
@@ -273,13 +287,7 @@ async function lbWatcher(lb, secret, opts = {}) {
       return out;
     },
   });
-  Object.defineProperty(peer, 'received', {
-    get: () => peer.events.filter((e) => STREAM_EVENTS.has(e.name)).map((e) => e.data.seq),
-  });
-  Object.defineProperty(peer, 'snapshots', { get: () => peer.all('drivers:snapshot').length });
-  peer.socket.connect();
-  peer.snapshot = await peer.waitFor('drivers:snapshot', () => true, 15_000);
-  return peer;
+  return startWatching(peer);
 }
 
 /**
@@ -292,13 +300,7 @@ async function lbStockWatcher(lb, secret) {
   const peer = lbPeer(lb, { auth: { token: watcherToken(secret) } });
   peer.recoveries = [];
   peer.socket.on('connect', () => peer.recoveries.push(peer.socket.recovered));
-  Object.defineProperty(peer, 'received', {
-    get: () => peer.events.filter((e) => STREAM_EVENTS.has(e.name)).map((e) => e.data.seq),
-  });
-  Object.defineProperty(peer, 'snapshots', { get: () => peer.all('drivers:snapshot').length });
-  peer.socket.connect();
-  peer.snapshot = await peer.waitFor('drivers:snapshot', () => true, 15_000);
-  return peer;
+  return startWatching(peer);
 }
 
 async function lbDriver(lb, secret, opts = {}) {

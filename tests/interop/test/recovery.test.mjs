@@ -288,6 +288,21 @@ function assertRecoveredConnect(w, c, { pid, discAt, offset, mustHave, what }) {
   return buffered.length;
 }
 
+/**
+ * The reconnect of `w` (after `discAt` in its log) was not recovered: a new
+ * pid, and a `drivers:snapshot` before anything else. Returns the snapshot.
+ */
+async function assertNotRecoveredConnect(w, pid, discAt) {
+  const c = await nthConnect(w, 2);
+  assert.equal(c.recovered, false, 'not recovered');
+  assert.equal(typeof c.pid, 'string', 'a new pid');
+  assert.notEqual(c.pid, pid, 'a new pid');
+  const snap = (await w.waitForCount('drivers:snapshot', 2, () => true, 10_000))[1];
+  const afterCut = w.events.slice(discAt);
+  assert.equal(afterCut[0].name, 'drivers:snapshot', `first after the reconnect: ${afterCut.map((e) => e.name).slice(0, 5)}`);
+  return snap;
+}
+
 async function revoke(server, body) {
   return rest(server, 'POST', '/api/realtime/revoke', { body, headers: { authorization: `Bearer ${NOTIFY_SECRET}` } });
 }
@@ -507,13 +522,7 @@ describe('v1.3 §5 connection-state recovery with the official client (a cut bet
       w.socket.auth = { token, offset: beyond };
       cutter.restore();
       await cutOver;
-      const c = await nthConnect(w, 2);
-      assert.equal(c.recovered, false, 'not recovered');
-      assert.equal(typeof c.pid, 'string', 'a new pid');
-      assert.notEqual(c.pid, pid, 'a new pid');
-      const snap = (await w.waitForCount('drivers:snapshot', 2, () => true, 10_000))[1];
-      const afterCut = w.events.slice(discAt);
-      assert.equal(afterCut[0].name, 'drivers:snapshot', `first after the reconnect: ${afterCut.map((e) => e.name).slice(0, 5)}`);
+      const snap = await assertNotRecoveredConnect(w, pid, discAt);
       assert.equal(snap.streamId, w.snapshot.streamId);
       const [live] = await sendN(d, 1);
       await w.waitFor('location:updated', (e) => e.seq === live.seq);
@@ -771,14 +780,7 @@ describe('v1.3 §5 not recovered: offset older than retention (RETENTION_HOURS=0
       cutter.restore();
       await cutOver;
 
-      const c = await nthConnect(w, 2);
-      assert.equal(c.recovered, false, 'not recovered');
-      assert.equal(typeof c.pid, 'string', 'a new pid');
-      assert.notEqual(c.pid, pid, 'a new pid');
-      const snaps = await w.waitForCount('drivers:snapshot', 2, () => true, 10_000);
-      const snap = snaps[1];
-      const afterCut = w.events.slice(discAt);
-      assert.equal(afterCut[0].name, 'drivers:snapshot', `first after the reconnect: ${afterCut.map((e) => e.name).slice(0, 5)}`);
+      const snap = await assertNotRecoveredConnect(w, pid, discAt);
       assert.equal(snap.streamId, w.snapshot.streamId);
       assert.ok(snap.seq >= latest.seq, `snapshot as of ${snap.seq}, head ${latest.seq}`);
       assert.equal(snap.drivers.find((x) => x.driverId === d.driverId)?.lat, lastFix.lat, 'the snapshot has the latest position');
@@ -846,13 +848,7 @@ describe('v1.3 §5 not recovered: the pid of another stream (restarted on a fres
       cutter.restore();
       await cutOver;
 
-      const c = await nthConnect(w, 2);
-      assert.equal(c.recovered, false, 'not recovered');
-      assert.equal(typeof c.pid, 'string', 'a new pid');
-      assert.notEqual(c.pid, pid, 'a new pid');
-      const snap = (await w.waitForCount('drivers:snapshot', 2, () => true, 10_000))[1];
-      const afterCut = w.events.slice(discAt);
-      assert.equal(afterCut[0].name, 'drivers:snapshot', `first after the reconnect: ${afterCut.map((e) => e.name).slice(0, 5)}`);
+      const snap = await assertNotRecoveredConnect(w, pid, discAt);
       assert.notEqual(snap.streamId, oldStream, 'the new stream');
       assert.ok(snap.seq >= acks.at(-1).seq);
       assert.ok(snap.drivers.some((x) => x.driverId === d2.driverId));

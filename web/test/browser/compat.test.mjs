@@ -9,8 +9,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { build } from 'esbuild';
-import { Server, Driver, launchBrowser, makeFix, webRoot, waitUntil, DEFAULT_WAIT_MS } from './lib/harness.mjs';
+import { Server, Driver, launchBrowser, makeFix, waitUntil, DEFAULT_WAIT_MS, bundleEntry } from './lib/harness.mjs';
 
 const PAGE = '/compat-test.html';
 // The app's code, as deployed: it imports the module by its path, and the
@@ -86,15 +85,7 @@ async function storedFixes(driverId) {
 }
 
 before(async () => {
-  const out = await build({
-    stdin: { contents: ENTRY, resolveDir: webRoot, sourcefile: 'compat-test-entry.js', loader: 'js' },
-    bundle: true,
-    format: 'iife',
-    target: ['es2020'],
-    write: false,
-    logLevel: 'warning',
-  });
-  bundle = out.outputFiles[0].text;
+  bundle = await bundleEntry(ENTRY, 'compat-test-entry.js');
   server = new Server();
   await server.start();
 });

@@ -8,8 +8,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import path from 'node:path';
-import { build } from 'esbuild';
-import { Server, launchBrowser, webRoot, DEFAULT_WAIT_MS } from './lib/harness.mjs';
+import { Server, launchBrowser, DEFAULT_WAIT_MS, bundleEntry } from './lib/harness.mjs';
 
 const DRIVER = 'amb-31';
 const DB = `wecare-driver-test-${process.pid}`;
@@ -51,15 +50,7 @@ window.__driverTest = {
 `;
 
 before(async () => {
-  const out = await build({
-    stdin: { contents: ENTRY, resolveDir: webRoot, sourcefile: 'driver-test-entry.ts', loader: 'ts' },
-    bundle: true,
-    format: 'iife',
-    target: ['es2020'],
-    write: false,
-    logLevel: 'warning',
-  });
-  bundle = out.outputFiles[0].text;
+  bundle = await bundleEntry(ENTRY, 'driver-test-entry.ts', 'ts');
   server = new Server();
   server.port = await freePort(); // known before the server runs
   browser = await launchBrowser();

@@ -12,8 +12,7 @@
 // snapshot. The page is a document of the server's own origin with the bundle added.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { build } from 'esbuild';
-import { Server, Driver, launchBrowser, makeFix, webRoot, waitUntil, DEFAULT_WAIT_MS } from './lib/harness.mjs';
+import { Server, Driver, launchBrowser, makeFix, waitUntil, DEFAULT_WAIT_MS, bundleEntry } from './lib/harness.mjs';
 
 const DOCUMENT = '/healthz';
 const STREAM_EVENTS = ['location:updated', 'driver:status:updated', 'driver:presence'];
@@ -76,15 +75,7 @@ const drivers = [];
 const loads = [];
 
 before(async () => {
-  const out = await build({
-    stdin: { contents: ENTRY, resolveDir: webRoot, sourcefile: 'recovery-test-entry.js', loader: 'js' },
-    bundle: true,
-    format: 'iife',
-    target: ['es2020'],
-    write: false,
-    logLevel: 'warning',
-  });
-  bundle = out.outputFiles[0].text;
+  bundle = await bundleEntry(ENTRY, 'recovery-test-entry.js');
   server = await new Server().start();
   browser = await launchBrowser();
 });

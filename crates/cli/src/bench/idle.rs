@@ -1,5 +1,7 @@
 //! The idle-connections run: open K authenticated sockets that send nothing,
-//! let the server settle, and report its resident memory per connection.
+//! let the server settle, and report its resident memory per connection,
+//! how fast the sockets were opened, and the server's CPU while they idle
+//! (its heartbeats and clocks).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -38,6 +40,7 @@ pub(super) async fn run(config: IdleConfig) -> anyhow::Result<()> {
     let mut drains = JoinSet::new();
     let mut clients = Vec::with_capacity(config.connections as usize);
     let mut first_error = None;
+    let connect_started = Instant::now();
     let mut attempts = stream::iter(0..config.connections)
         .map(|i| {
             let token = mint_token(&config.target.jwt_secret, &format!("{prefix}-{i}"), role, valid_for);
@@ -73,6 +76,8 @@ pub(super) async fn run(config: IdleConfig) -> anyhow::Result<()> {
         return Err(e);
     }
 
+    let connect_time = connect_started.elapsed();
+    let settle_start = read()?;
     let settle_end = Instant::now() + config.settle;
     let mut ticker = tokio::time::interval(Duration::from_millis(500));
     while Instant::now() < settle_end {
@@ -93,6 +98,10 @@ pub(super) async fn run(config: IdleConfig) -> anyhow::Result<()> {
     bar.finish_and_clear();
 
     let grown_kib = after.rss_kib.saturating_sub(before.rss_kib);
+    let opened = connected.load(Ordering::Relaxed);
+    let connects_per_sec = opened as f64 / connect_time.as_secs_f64().max(1e-9);
+    // CPU while idle, as a share of one core.
+    let idle_cpu = after.cpu.saturating_sub(settle_start.cpu).as_secs_f64() / config.settle.as_secs_f64().max(1e-9);
     let per_connection_kib = (still_open > 0).then(|| grown_kib as f64 / still_open as f64);
     if config.json {
         println!(
@@ -107,6 +116,9 @@ pub(super) async fn run(config: IdleConfig) -> anyhow::Result<()> {
                 "server_rss_before_kib": before.rss_kib,
                 "server_rss_after_kib": after.rss_kib,
                 "server_kib_per_connection": per_connection_kib,
+                "connect_secs": connect_time.as_secs_f64(),
+                "connects_per_sec": connects_per_sec,
+                "server_idle_cpu_share": idle_cpu,
             })
         );
     } else {
@@ -116,7 +128,16 @@ pub(super) async fn run(config: IdleConfig) -> anyhow::Result<()> {
             config.connections,
             config.settle.as_secs()
         );
+        println!(
+            "opened            {opened} in {:.2} s ({connects_per_sec:.0} sockets/s, {CONNECT_CONCURRENCY} at a time)",
+            connect_time.as_secs_f64()
+        );
         println!("open at measure   {still_open} ({dropped_while_settling} disconnected while settling)");
+        println!(
+            "server cpu idle   {:.2} % of a core ({:.2} µs/s per connection)",
+            idle_cpu * 100.0,
+            idle_cpu * 1e6 / still_open.max(1) as f64
+        );
         println!(
             "server rss        {:.1} MiB → {:.1} MiB",
             before.rss_kib as f64 / 1024.0,

@@ -8,9 +8,10 @@
 //! joins, with nothing in between: no gap, no duplicate.
 //!
 //! A write that fails because the watcher's send buffer is full is never
-//! ignored: that watcher leaves the live set and is told after which `seq`
-//! it fell behind; its task ([`super::watcher`], which owns the watcher's
-//! life) reads on from storage, paced, and joins again when current (design
+//! ignored: that watcher leaves the live set, and its [`Behind`] is called
+//! with the `seq` after which it fell behind: a new task of
+//! [`super::watcher`] (which owns the watcher's life) reads on from storage,
+//! paced, and joins again when current (design
 //! invariant: a watcher never silently misses an event, and no buffer grows
 //! without bound). The fan-out only writes and signals; it decides nothing
 //! about a watcher's life.
@@ -65,9 +66,19 @@ pub(crate) struct Join {
     /// Set for a client-requested replay: `sync:complete` goes out on joining.
     pub(crate) sync: Option<SyncProgress>,
     pub(crate) reply: oneshot::Sender<Joined>,
-    /// Once live: told the last `seq` delivered if the watcher falls behind
-    /// (dropped when it leaves the live set for good).
-    pub(crate) behind: oneshot::Sender<Seq>,
+    /// Once live: called with the last `seq` delivered if the watcher falls
+    /// behind (dropped when it leaves the live set for good).
+    pub(crate) behind: Behind,
+}
+
+/// What a live watcher that fell behind does next (its catch-up from
+/// storage): a live watcher has no task of its own waiting for this.
+pub(crate) struct Behind(pub(crate) Box<dyn FnOnce(Seq) + Send>);
+
+impl std::fmt::Debug for Behind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Behind")
+    }
 }
 
 /// A replay's progress, for its `sync:complete`.
@@ -95,7 +106,7 @@ struct LiveWatcher {
     stop: CancellationToken,
     /// Events at or below this were delivered (before joining, or live).
     after: Seq,
-    behind: oneshot::Sender<Seq>,
+    behind: Behind,
 }
 
 /// Writes one event to one watcher.
@@ -192,7 +203,7 @@ impl Fanout {
                     let w = self.live.swap_remove(i);
                     self.deps.metrics.watchers_behind.fetch_add(1, Relaxed);
                     tracing::info!(watcher = %w.sink.name(), after = last_sent.0, "watcher fell behind; catching up from storage");
-                    let _ = w.behind.send(last_sent);
+                    (w.behind.0)(last_sent);
                 }
             }
         }

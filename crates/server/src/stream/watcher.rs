@@ -1,4 +1,6 @@
-//! One watcher's life in the stream, as one task:
+//! One watcher's life in the stream: a task while it is brought up to date
+//! (and again while it catches up after falling behind), none while live —
+//! the fan-out holds a live watcher, and starts its catch-up:
 //!
 //! ```text
 //!   snapshot ─┐                      ┌──────────── behind ◄─┐
@@ -9,8 +11,8 @@
 //! Brought up to date — a snapshot or a resume (`seq > lastSeq` in order,
 //! then `sync:complete`) as [`super::resume`] decides, or a snapshot after
 //! all when retention dropped events it needs — then handed to the live
-//! fan-out; and, when the fan-out signals it fell behind, caught up from
-//! storage and handed back. It writes through a [`WatcherSink`], so this
+//! fan-out; and, when the fan-out says it fell behind, caught up from
+//! storage by a new task and handed back. It writes through a [`WatcherSink`], so this
 //! whole life is tested below without a socket.
 //!
 //! Writes are paced against the sink's bounded queue: when it is full the
@@ -25,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 use wecare_proto::{Seq, event};
 
 use super::StreamDeps;
-use super::fanout::{Command, Join, Joined, SyncProgress, write};
+use super::fanout::{Behind, Command, Join, Joined, SyncProgress, write};
 use super::resume::{Claim, StartFrom};
 use super::sink::{WatcherSink, Write};
 use crate::domain::event::SharedEvent;
@@ -53,6 +55,9 @@ pub(crate) enum Start {
     /// only events were sent, `false` when it had to send a snapshot
     /// (retention dropped what it needed).
     Recover { live: oneshot::Sender<bool> },
+    /// It fell behind while live: the events after the last one delivered,
+    /// from storage, no `sync:complete`.
+    CatchUp,
 }
 
 /// Runs the watcher behind `sink` with what its handshake claims, until it
@@ -105,6 +110,7 @@ async fn drive(
     let (mut live, announce) = match start {
         Start::Resume => (None, true),
         Start::Recover { live } => (Some(live), false),
+        Start::CatchUp => (None, false),
     };
     let mut snapshot_sent = false;
     let stream_id = deps.log.stream_id();
@@ -152,7 +158,13 @@ async fn drive(
             continue;
         }
         let (reply, joined) = oneshot::channel();
-        let (behind, fell_behind) = oneshot::channel();
+        let behind = {
+            let (deps, sink, stop) = (Arc::clone(deps), Arc::clone(sink), stop.clone());
+            Behind(Box::new(move |after: Seq| {
+                let claim = Claim { last_seq: Some(after), stream_id: Some(deps.log.stream_id().to_string()) };
+                spawn(&deps, sink, claim, Start::CatchUp, stop);
+            }))
+        };
         let join = Join { sink: Arc::clone(sink), stop: stop.clone(), after: cursor, sync, reply, behind };
         Box::pin(deps.fanout.send(Command::Join(join))).await.map_err(|_| Stop)?;
         match joined.await.map_err(|_| Stop)? {
@@ -160,10 +172,9 @@ async fn drive(
                 if let Some(live) = live.take() {
                     let _ = live.send(!snapshot_sent);
                 }
-                // Live until the fan-out says it fell behind (then catch up
-                // from storage, no `sync:complete`) or lets it go (gone).
-                cursor = fell_behind.await.map_err(|_| Stop)?;
-                sync = None;
+                // Live: the fan-out holds it now, and this task ends. If it
+                // falls behind, the fan-out starts its catch-up (`Behind`).
+                return Ok(());
             }
             Joined::Behind { cursor: c, sent } => {
                 cursor = c;

@@ -23,6 +23,23 @@ const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 
 export const DEFAULT_WAIT_MS = 10_000;
 
+/**
+ * Bundles a test page's entry (`contents`, resolved from the web root, as
+ * `sourcefile` with its `loader`) into one script for the page.
+ */
+export async function bundleEntry(contents, sourcefile, loader = 'js') {
+  const { build } = await import('esbuild');
+  const out = await build({
+    stdin: { contents, resolveDir: webRoot, sourcefile, loader },
+    bundle: true,
+    format: 'iife',
+    target: ['es2020'],
+    write: false,
+    logLevel: 'warning',
+  });
+  return out.outputFiles[0].text;
+}
+
 /** The page's languages: every page test runs once per browser locale (Playwright `locale`). */
 export const LOCALES = [
   { locale: 'th-TH', lang: 'th' },
