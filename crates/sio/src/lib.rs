@@ -24,6 +24,6 @@ mod sid;
 mod socket;
 
 pub use config::Config;
-pub use engine::{ResponseBody, Server, TransportKind};
+pub use engine::{ResponseBody, Server};
 pub use outbox::{Frame, Write};
 pub use socket::{Connected, DisconnectReason, Handshake, Incoming, Namespace, Refusal, Socket};

@@ -10,7 +10,7 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 use wecare_proto::codec::packet;
 
-use crate::engine::{Session, TransportKind};
+use crate::engine::Session;
 use crate::outbox::{Frame, Write};
 
 /// The application's side of the namespace.
@@ -106,6 +106,8 @@ pub enum DisconnectReason {
     ServerAbort,
     /// The server is shutting down ([`crate::Server::close_all`]).
     ServerShutdown,
+    /// The client kept asking to join after being refused.
+    TooManyRefusedJoins,
 }
 
 /// A client's socket in the namespace. Cloning it is cheap.
@@ -159,16 +161,6 @@ impl<D> Socket<D> {
         self.0.data.get()
     }
 
-    /// The query string of the request that opened the session.
-    pub fn query(&self) -> &str {
-        &self.0.session.query
-    }
-
-    /// The transport carrying it now.
-    pub fn transport(&self) -> TransportKind {
-        self.0.session.kind()
-    }
-
     /// Whether the join was accepted and the socket has not left.
     pub fn is_connected(&self) -> bool {
         self.0.connected.load(Ordering::Acquire)
@@ -179,11 +171,6 @@ impl<D> Socket<D> {
     /// `None` cancels. A later call replaces an earlier one.
     pub fn set_timer(&self, at: Option<std::time::Instant>) {
         self.0.session.set_timer(at.map(tokio::time::Instant::from_std));
-    }
-
-    /// Frames queued or being written.
-    pub fn pending(&self) -> usize {
-        self.0.session.outbox.pending()
     }
 
     /// How long the transport has been writing frames it took and not yet

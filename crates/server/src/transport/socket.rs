@@ -16,7 +16,7 @@ use wecare_proto::{ErrorCode, event};
 use wecare_sio::{Connected, DisconnectReason, Handshake, Incoming, Namespace, Refusal};
 
 use super::ack;
-use super::limits::Overload;
+use super::limits::{InFlight, Overload};
 use super::reply::Reply;
 use super::session::{Session, check_expiry};
 use super::state::{AppState, SharedState};
@@ -147,20 +147,31 @@ impl Namespace for Locations {
 
     fn event(&self, socket: &Sock, ev: Incoming<'_>) {
         let Some(app) = self.app.upgrade() else { return };
-        let data: Data = serde_json::from_str(ev.data.unwrap_or("null"));
         let (s, reply) = (socket.clone(), Reply::new(socket.clone(), ev.ack_id));
+        let known = matches!(
+            ev.name,
+            event::LOCATION_UPDATE
+                | event::LOCATION_BATCH
+                | event::DRIVER_STATUS
+                | event::DRIVER_STATUS_UPDATE
+                | event::EVENTS_SYNC
+                | event::AUTH_REFRESH
+        );
+        // Admitted here, before any task is spawned: a socket that floods
+        // past its bounds costs a refusal, not a task per event. A refused
+        // unknown event is not answered.
+        let Ok(slot) = admit(&app, &s, known.then(|| reply.clone())) else { return };
+        let data: Data = serde_json::from_str(ev.data.unwrap_or("null"));
         match ev.name {
-            event::LOCATION_UPDATE => drop(tokio::spawn(on_location_update(s, data, reply, app))),
-            event::LOCATION_BATCH => drop(tokio::spawn(on_location_batch(s, data, reply, app))),
+            event::LOCATION_UPDATE => drop(tokio::spawn(on_location_update(s, data, reply, app, slot))),
+            event::LOCATION_BATCH => drop(tokio::spawn(on_location_batch(s, data, reply, app, slot))),
             event::DRIVER_STATUS | event::DRIVER_STATUS_UPDATE => {
-                drop(tokio::spawn(on_driver_status(s, data, reply, app)))
+                drop(tokio::spawn(on_driver_status(s, data, reply, app, slot)))
             }
-            event::EVENTS_SYNC => drop(tokio::spawn(on_events_sync(s, data, reply, app))),
-            event::AUTH_REFRESH => drop(tokio::spawn(on_auth_refresh(s, data, reply, app))),
+            event::EVENTS_SYNC => drop(tokio::spawn(on_events_sync(s, data, reply, app, slot))),
+            event::AUTH_REFRESH => drop(tokio::spawn(on_auth_refresh(s, data, reply, app, slot))),
+            // Unknown events: an error ack when one was asked for, else ignored.
             _ => {
-                // Unknown events: an error ack when one was asked for, else
-                // ignored — within the socket's bounds like any event.
-                let Ok(_slot) = admit(&app, &s, None) else { return };
                 let unknown = ErrorAck::new(ErrorCode::InvalidPayload, "unknown event");
                 answered(&app, reply.send(&unknown, None));
             }
@@ -316,9 +327,8 @@ const NOT_JSON: Rejection = Rejection::new(ErrorCode::InvalidPayload, "payload i
 /// (here after a restart, or on another node) stores it once.
 pub(crate) const SHUTTING_DOWN: Rejection = Rejection::new(ErrorCode::Unavailable, "server is shutting down; retry");
 
-async fn on_location_update(s: Sock, data: Data, reply: Reply, app: SharedState) {
+async fn on_location_update(s: Sock, data: Data, reply: Reply, app: SharedState, _slot: InFlight) {
     let started = Instant::now();
-    let Ok(_slot) = admit(&app, &s, Some(reply.clone())) else { return };
     let accepting = app.drain.accept();
     let outcome = match (live_session(&s), data) {
         _ if accepting.is_none() => refused_here(&app, SHUTTING_DOWN),
@@ -334,9 +344,8 @@ async fn on_location_update(s: Sock, data: Data, reply: Reply, app: SharedState)
     drop(accepting);
 }
 
-async fn on_location_batch(s: Sock, data: Data, reply: Reply, app: SharedState) {
+async fn on_location_batch(s: Sock, data: Data, reply: Reply, app: SharedState, _slot: InFlight) {
     let started = Instant::now();
-    let Ok(_slot) = admit(&app, &s, Some(reply.clone())) else { return };
     let Some(_accepting) = app.drain.accept() else {
         return refuse(&app, reply, &SHUTTING_DOWN);
     };
@@ -358,8 +367,7 @@ async fn on_location_batch(s: Sock, data: Data, reply: Reply, app: SharedState) 
     app.metrics.ack_latency.observe(started.elapsed());
 }
 
-async fn on_driver_status(s: Sock, data: Data, reply: Reply, app: SharedState) {
-    let Ok(_slot) = admit(&app, &s, Some(reply.clone())) else { return };
+async fn on_driver_status(s: Sock, data: Data, reply: Reply, app: SharedState, _slot: InFlight) {
     let accepting = app.drain.accept();
     let outcome = match (live_session(&s), data) {
         _ if accepting.is_none() => refused_here(&app, SHUTTING_DOWN),
@@ -371,8 +379,7 @@ async fn on_driver_status(s: Sock, data: Data, reply: Reply, app: SharedState) {
     drop(accepting);
 }
 
-async fn on_events_sync(s: Sock, data: Data, reply: Reply, app: SharedState) {
-    let Ok(_slot) = admit(&app, &s, Some(reply.clone())) else { return };
+async fn on_events_sync(s: Sock, data: Data, reply: Reply, app: SharedState, _slot: InFlight) {
     let session = match live_session(&s) {
         Err(r) => return refuse(&app, reply, &r),
         Ok(session) if !session.principal.is_watcher() => {
@@ -403,8 +410,7 @@ async fn on_events_sync(s: Sock, data: Data, reply: Reply, app: SharedState) {
     }
 }
 
-async fn on_auth_refresh(s: Sock, data: Data, reply: Reply, app: SharedState) {
-    let Ok(_slot) = admit(&app, &s, Some(reply.clone())) else { return };
+async fn on_auth_refresh(s: Sock, data: Data, reply: Reply, app: SharedState, _slot: InFlight) {
     let Some(session) = session_of(&s) else {
         return;
     };

@@ -67,7 +67,7 @@ impl Heartbeat {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::TransportKind;
+    use crate::engine::session::TransportKind;
 
     fn session() -> std::sync::Arc<Session<()>> {
         Session::new("", TransportKind::Polling, 8)

@@ -18,7 +18,6 @@ use serde_json::value::RawValue;
 use wecare_proto::codec::packet::{self, PacketKind};
 
 pub(crate) use session::Session;
-pub use session::TransportKind;
 
 use crate::config::Config;
 use crate::outbox::Frame;
@@ -43,6 +42,9 @@ impl<N: Namespace> std::fmt::Debug for Server<N> {
         f.debug_struct("Server").field("config", &self.config).finish_non_exhaustive()
     }
 }
+
+/// Refused joins after which a session is closed.
+const MAX_REFUSED_JOINS: u32 = 8;
 
 /// The body of every answer.
 pub type ResponseBody = Full<Bytes>;
@@ -161,13 +163,11 @@ impl<N: Namespace> Server<N> {
                 session.pong_received();
                 Ok(())
             }
-            // A ping from the client (Engine.IO v3 habits): answered.
-            Some(b'2') => {
-                session.outbox.push_control(Frame::from(wecare_proto::codec::engine::pong(&text[1..])));
-                Ok(())
-            }
             Some(b'1') => Err(DisconnectReason::ClientClose),
-            Some(b'5' | b'6') => Ok(()),
+            // In v4 only the server pings (a probe is answered by the
+            // upgrading websocket): a client's ping is not answered, so a
+            // peer that sends pings and never reads queues nothing.
+            Some(b'2' | b'5' | b'6') => Ok(()),
             // A base64 binary attachment on polling.
             Some(b'b') => self.on_binary(session),
             _ => Err(DisconnectReason::TransportError),
@@ -193,8 +193,10 @@ impl<N: Namespace> Server<N> {
         }
         if p.namespace != &*self.namespace_name {
             if p.kind == PacketKind::Connect {
+                // Within the queue's bound: a peer that asks again and again
+                // without reading fills its own queue, then is not answered.
                 let refused = packet::encode_connect_error(p.namespace, "Invalid namespace");
-                session.outbox.push_control(Frame::from(refused));
+                let _ = session.outbox.push(Frame::from(refused));
             }
             return Ok(());
         }
@@ -258,6 +260,12 @@ impl<N: Namespace> Server<N> {
         }
         drop(slot);
         socket.refused(refusal);
+        // A client may try again on the same session (`socket.connect()`
+        // after a `connect_error`), but not for ever: each try costs the
+        // application a token check.
+        if session.join_refused() >= MAX_REFUSED_JOINS {
+            session.close(DisconnectReason::TooManyRefusedJoins);
+        }
     }
 
     /// When a session's task must wake: for its heartbeat, or for its

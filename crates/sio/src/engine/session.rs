@@ -9,9 +9,9 @@ use tokio_util::sync::CancellationToken;
 use crate::outbox::Outbox;
 use crate::socket::{DisconnectReason, Socket};
 
-/// Which transport carries a session.
+/// Which transport opens a session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TransportKind {
+pub(crate) enum TransportKind {
     /// HTTP long-polling.
     Polling,
     /// A websocket (from the start, or after an upgrade).
@@ -62,6 +62,8 @@ pub(crate) struct Session<D> {
     aborted: AtomicBool,
     reason: OnceLock<DisconnectReason>,
     pong: AtomicBool,
+    /// Joins the application refused on this session.
+    refused_joins: std::sync::atomic::AtomicU32,
     /// A poll answered the close packet (the polling session may go).
     close_delivered: AtomicBool,
     /// Binary attachments still to be read and ignored (of a refused binary
@@ -90,6 +92,7 @@ impl<D> Session<D> {
             aborted: AtomicBool::new(false),
             reason: OnceLock::new(),
             pong: AtomicBool::new(false),
+            refused_joins: std::sync::atomic::AtomicU32::new(0),
             close_delivered: AtomicBool::new(false),
             skip_binary: AtomicUsize::new(0),
             slot: Mutex::new(Slot { socket: None, finished: false }),
@@ -108,13 +111,6 @@ impl<D> Session<D> {
 
     pub(crate) fn transport(&self) -> Transport {
         *self.transport_lock()
-    }
-
-    pub(crate) fn kind(&self) -> TransportKind {
-        match self.transport() {
-            Transport::Websocket => TransportKind::Websocket,
-            _ => TransportKind::Polling,
-        }
     }
 
     /// A GET (`get`) or POST starts on the polling transport.
@@ -193,6 +189,11 @@ impl<D> Session<D> {
             *t = None;
         }
         due
+    }
+
+    /// Counts a refused join; the count so far.
+    pub(crate) fn join_refused(&self) -> u32 {
+        self.refused_joins.fetch_add(1, Ordering::AcqRel) + 1
     }
 
     pub(crate) fn pong_received(&self) {
