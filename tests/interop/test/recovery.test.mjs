@@ -303,6 +303,21 @@ async function assertNotRecoveredConnect(w, pid, discAt) {
   return snap;
 }
 
+/**
+ * `driver` sends three fixes and `w` receives them (its offset is the last);
+ * then `cutter` cuts `w`'s connection until restored. Returns the offset,
+ * the cut's promise, and where `w`'s log stood at the disconnect.
+ */
+async function receiveThenCut(cutter, driver, w) {
+  const seen = await sendN(driver, 3);
+  await w.waitFor('location:updated', (e) => e.seq === seen[2].seq);
+  const offset = seen[2].seq;
+  assert.equal(w.socket._lastOffset, String(offset));
+  const cutOver = cutter.cut(Infinity);
+  await w.waitDisconnect(5000);
+  return { offset, cutOver, discAt: w.events.length };
+}
+
 async function revoke(server, body) {
   return rest(server, 'POST', '/api/realtime/revoke', { body, headers: { authorization: `Bearer ${NOTIFY_SECRET}` } });
 }
@@ -759,14 +774,7 @@ describe('v1.3 §5 not recovered: offset older than retention (RETENTION_HOURS=0
     const w = await officialWatcher(cutter.nsUrl, server.watcherToken(), ['websocket']);
     try {
       const pid = w.socket._pid;
-      const seen = await sendN(d, 3);
-      await w.waitFor('location:updated', (e) => e.seq === seen[2].seq);
-      const offset = seen[2].seq;
-      assert.equal(w.socket._lastOffset, String(offset));
-
-      const cutOver = cutter.cut(Infinity);
-      await w.waitDisconnect(5000);
-      const discAt = w.events.length;
+      const { offset, cutOver, discAt } = await receiveThenCut(cutter, d, w);
       const missed = await sendN(d, 3);
       // Until the events after the offset are pruned (oldest first): the
       // client's offset is then older than retention.
@@ -821,14 +829,7 @@ describe('v1.3 §5 not recovered: the pid of another stream (restarted on a fres
     try {
       const pid = w.socket._pid;
       const oldStream = w.snapshot.streamId;
-      const seen = await sendN(d1, 3);
-      await w.waitFor('location:updated', (e) => e.seq === seen[2].seq);
-      const offset = seen[2].seq;
-      assert.equal(w.socket._lastOffset, String(offset));
-
-      const cutOver = cutter.cut(Infinity);
-      await w.waitDisconnect(5000);
-      const discAt = w.events.length;
+      const { offset, cutOver, discAt } = await receiveThenCut(cutter, d1, w);
       d1.close();
       await first.kill();
       // A fresh DATA_DIR (or database): a new store, a new streamId.

@@ -16,13 +16,15 @@ const PING_MS = 200;
 const MAX_PAYLOAD = 4096;
 const CONNECT_TIMEOUT_MS = 1500;
 
-let proc;
 let base;
 const sockets = [];
+const procs = [];
 
-before(async () => {
-  proc = spawn(BIN, [String(PING_MS), String(PING_MS), String(MAX_PAYLOAD), String(CONNECT_TIMEOUT_MS)], { stdio: ['ignore', 'pipe', 'inherit'] });
-  base = await withTimeout(new Promise((resolve, reject) => {
+/** Starts the echo example with these timings; resolves with its base URL. */
+async function startEcho({ pingMs = PING_MS, connectTimeoutMs = CONNECT_TIMEOUT_MS } = {}) {
+  const proc = spawn(BIN, [String(pingMs), String(pingMs), String(MAX_PAYLOAD), String(connectTimeoutMs)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  procs.push(proc);
+  return withTimeout(new Promise((resolve, reject) => {
     let out = '';
     proc.stdout.on('data', (d) => {
       out += d;
@@ -31,11 +33,15 @@ before(async () => {
     });
     proc.on('exit', (code) => reject(new Error(`echo server exited ${code}`)));
   }), 15_000, 'the echo server to listen');
+}
+
+before(async () => {
+  base = await startEcho();
 });
 
 after(() => {
   for (const s of sockets) s.close();
-  proc?.kill('SIGKILL');
+  for (const p of procs) p.kill('SIGKILL');
 });
 
 function join(opts = {}) {
@@ -90,7 +96,9 @@ describe('our Socket.IO layer with the official client', { skip: pgAdminUrl ? 'n
       assert.deepEqual(ticks, [...Array(1000).keys()], 'every frame once, in order');
       await waitUntil(() => s.io.engine.transport.name === ends, { timeoutMs: 5_000, what: `the ${ends} transport` });
       // Several heartbeats pass: the client answers, the session lives.
-      await new Promise((r) => setTimeout(r, PING_MS * 5));
+      let pings = 0;
+      s.io.engine.on('ping', () => { pings += 1; });
+      await waitUntil(() => pings >= 3, { timeoutMs: PING_MS * 20, what: 'three server pings' });
       assert.ok(s.connected);
       const reason = new Promise((r) => s.once('disconnect', r));
       s.emit('bye');
@@ -161,11 +169,35 @@ describe('our Socket.IO layer with the official client', { skip: pgAdminUrl ? 'n
     const post = await fetch(`${base}/socket.io/?EIO=4&transport=polling`, { method: 'POST', body: '' });
     assert.equal(post.status, 400);
     assert.equal(await post.text(), '{"code":2,"message":"Bad handshake method"}');
-    // Two polls at once: the session is broken off.
+    // Two polls at once: the session is broken off. Whichever arrives
+    // second is refused; the one that waits is answered with the close.
     const { sid } = await rawPollingHandshake();
-    const first = get(`EIO=4&transport=polling&sid=${sid}`);
-    await new Promise((r) => setTimeout(r, 50));
-    assert.equal((await get(`EIO=4&transport=polling&sid=${sid}`)).status, 400);
-    assert.equal((await first).text, '1', 'the first poll is answered with the close packet');
+    const polls = await Promise.all([1, 2].map(() => get(`EIO=4&transport=polling&sid=${sid}`)));
+    assert.deepEqual(polls.map((p) => p.status).sort(), [200, 400], JSON.stringify(polls));
+    assert.equal(polls.find((p) => p.status === 200).text, '1', 'the waiting poll is answered with the close packet');
+  });
+
+  test('what a peer that never reads can make a session queue is bounded: its pings go unanswered, and refused joins end the session', { timeout: 20_000 }, async () => {
+    // Slow heartbeats and a long connect timeout, so only the bounds end the session.
+    const slow = await startEcho({ pingMs: 20_000, connectTimeoutMs: 20_000 });
+    const open = await fetch(`${slow}/socket.io/?EIO=4&transport=polling`);
+    const { sid } = JSON.parse((await open.text()).slice(1));
+    const url = `${slow}/socket.io/?EIO=4&transport=polling&sid=${sid}`;
+    const post = async (body) => (await fetch(url, { method: 'POST', body })).text();
+    const poll = async () => { const r = await fetch(url); return { status: r.status, text: await r.text() }; };
+    // A thousand client pings, then a refused join: the poll holds the
+    // refusal alone, no answer to a ping before it.
+    assert.equal(await post(Array(1000).fill('2').join('\x1e')), 'ok');
+    assert.equal(await post('40/locations,{"token":"bad"}'), 'ok');
+    assert.equal((await poll()).text, '44/locations,{"message":"Invalid token"}');
+    // Seven more refused joins: the eighth ends the session.
+    for (let i = 2; i <= 8; i += 1) {
+      assert.equal(await post('40/locations,{"token":"bad"}'), 'ok');
+      const r = await poll();
+      assert.ok(r.text.startsWith('44/locations,'), `refusal ${i}: ${JSON.stringify(r)}`);
+    }
+    const last = await poll();
+    assert.ok(last.text === '1' || last.status === 400, `the session ended: ${JSON.stringify(last)}`);
+    assert.equal((await poll()).status, 400, 'and is gone');
   });
 });

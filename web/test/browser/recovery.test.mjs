@@ -223,6 +223,21 @@ function assertRecovered(rec, n, what) {
 }
 
 /**
+ * The drivers send 40 more (the page live again) and stop; then the page's
+ * whole window is checked, it recovered on its one reconnect, and its
+ * record, transport and replayed count are returned.
+ */
+async function finishRecovered(page, load, what) {
+  await load.more(40);
+  await load.stop();
+  const rec = await assertWholeWindow(page, load, what);
+  const transport = (await page.summary()).transport;
+  const replayed = assertRecovered(rec, 2, what);
+  assert.equal(rec.connects.length, 2, `${what}: one reconnect`);
+  return { rec, transport, replayed };
+}
+
+/**
  * After the load stopped: the page holds exactly the stored stream after its
  * first snapshot (once, in order, each with its seq string as last argument),
  * every acked fix among it, one drivers:snapshot in all, no sync:complete.
@@ -278,13 +293,7 @@ test('the stock socket.io-client in Chromium recovers across a server SIGKILL an
     await load.more(40);
     const c = await nthConnect(page, 2);
     await onWebsocket(page, `${what}, after the reconnect`);
-    await load.more(40); // live again
-    await load.stop();
-
-    const rec = await assertWholeWindow(page, load, what);
-    const transport = (await page.summary()).transport;
-    const replayed = assertRecovered(rec, 2, what);
-    assert.equal(rec.connects.length, 2, `${what}: one reconnect`);
+    const { rec, transport, replayed } = await finishRecovered(page, load, what);
     assert.ok(load.acked.length - ackedBefore >= 80, `${what}: fixes acked after the restart`);
     assert.deepEqual(page.logs.filter((l) => l.startsWith('[pageerror]')), []);
     t.diagnostic(`${load.acked.length} fixes acked (${load.unanswered} unanswered at the kill); disconnect "${rec.disconnects[0].reason}" at offset ${rec.disconnects[0].offset}; `
@@ -310,13 +319,7 @@ test('the stock socket.io-client in Chromium recovers after its connection is cu
     await waitUntil(async () => (await page.summary()).disconnects.length >= 1, { what: 'the page\'s disconnect' });
     const c = await nthConnect(page, 2);
     await onWebsocket(page, `${what}, after the reconnect`);
-    await load.more(40); // live again
-    await load.stop();
-
-    const rec = await assertWholeWindow(page, load, what);
-    const transport = (await page.summary()).transport;
-    const replayed = assertRecovered(rec, 2, what);
-    assert.equal(rec.connects.length, 2, `${what}: one reconnect`);
+    const { rec, transport, replayed } = await finishRecovered(page, load, what);
     assert.equal(load.unanswered, 0, `${what}: every fix answered (the drivers were not cut)`);
     assert.equal(rec.connectErrors.length, 0, `${what}: no connect_error (the server was up): ${JSON.stringify(rec.connectErrors)}`);
     assert.deepEqual(page.logs.filter((l) => l.startsWith('[pageerror]')), []);
