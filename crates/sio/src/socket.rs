@@ -106,8 +106,9 @@ pub enum DisconnectReason {
     ServerAbort,
     /// The server is shutting down ([`crate::Server::close_all`]).
     ServerShutdown,
-    /// The client kept asking to join after being refused.
-    TooManyRefusedJoins,
+    /// The client kept asking to join (after refusals, or leaving and
+    /// joining again).
+    TooManyJoins,
 }
 
 /// A client's socket in the namespace. Cloning it is cheap.

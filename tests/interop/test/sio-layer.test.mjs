@@ -199,5 +199,19 @@ describe('our Socket.IO layer with the official client', { skip: pgAdminUrl ? 'n
     const last = await poll();
     assert.ok(last.text === '1' || last.status === 400, `the session ended: ${JSON.stringify(last)}`);
     assert.equal((await poll()).status, 400, 'and is gone');
+
+    // Joining and leaving again and again on one session: after 16 joins it is closed.
+    const { sid: sid2 } = JSON.parse((await (await fetch(`${slow}/socket.io/?EIO=4&transport=polling`)).text()).slice(1));
+    const url2 = `${slow}/socket.io/?EIO=4&transport=polling&sid=${sid2}`;
+    for (let i = 1; i <= 16; i += 1) {
+      assert.equal(await (await fetch(url2, { method: 'POST', body: '40/locations,{"token":"good"}' })).text(), 'ok');
+      const r = await (await fetch(url2)).text();
+      assert.ok(r.startsWith('40/locations,'), `join ${i}: ${r}`);
+      assert.equal(await (await fetch(url2, { method: 'POST', body: '41/locations,' })).text(), 'ok');
+    }
+    await fetch(url2, { method: 'POST', body: '40/locations,{"token":"good"}' });
+    const ended = await fetch(url2);
+    const endedText = await ended.text();
+    assert.ok(endedText === '1' || ended.status === 400, `the 17th join ends the session: ${ended.status} ${endedText}`);
   });
 });

@@ -45,6 +45,8 @@ impl<N: Namespace> std::fmt::Debug for Server<N> {
 
 /// Refused joins after which a session is closed.
 const MAX_REFUSED_JOINS: u32 = 8;
+/// Joins one session may ask for (a client that leaves and joins again).
+const MAX_JOINS: u32 = 16;
 
 /// The body of every answer.
 pub type ResponseBody = Full<Bytes>;
@@ -230,6 +232,12 @@ impl<N: Namespace> Server<N> {
             if slot.socket.is_some() || slot.finished {
                 return;
             }
+            // Leaving and joining again on one session is allowed, but not
+            // for ever: every join costs the application its checks.
+            if session.join_attempted() > MAX_JOINS {
+                drop(slot);
+                return session.close(DisconnectReason::TooManyJoins);
+            }
             let socket = Socket::new(Arc::clone(&self.namespace_name), Arc::clone(session));
             slot.socket = Some(socket.clone());
             socket
@@ -264,7 +272,7 @@ impl<N: Namespace> Server<N> {
         // after a `connect_error`), but not for ever: each try costs the
         // application a token check.
         if session.join_refused() >= MAX_REFUSED_JOINS {
-            session.close(DisconnectReason::TooManyRefusedJoins);
+            session.close(DisconnectReason::TooManyJoins);
         }
     }
 

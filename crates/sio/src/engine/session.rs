@@ -64,6 +64,8 @@ pub(crate) struct Session<D> {
     pong: AtomicBool,
     /// Joins the application refused on this session.
     refused_joins: std::sync::atomic::AtomicU32,
+    /// Joins asked for on this session.
+    joins: std::sync::atomic::AtomicU32,
     /// A poll answered the close packet (the polling session may go).
     close_delivered: AtomicBool,
     /// Binary attachments still to be read and ignored (of a refused binary
@@ -93,6 +95,7 @@ impl<D> Session<D> {
             reason: OnceLock::new(),
             pong: AtomicBool::new(false),
             refused_joins: std::sync::atomic::AtomicU32::new(0),
+            joins: std::sync::atomic::AtomicU32::new(0),
             close_delivered: AtomicBool::new(false),
             skip_binary: AtomicUsize::new(0),
             slot: Mutex::new(Slot { socket: None, finished: false }),
@@ -189,6 +192,11 @@ impl<D> Session<D> {
             *t = None;
         }
         due
+    }
+
+    /// Counts a join asked for; the count so far.
+    pub(crate) fn join_attempted(&self) -> u32 {
+        self.joins.fetch_add(1, Ordering::AcqRel) + 1
     }
 
     /// Counts a refused join; the count so far.
