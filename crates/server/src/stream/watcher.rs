@@ -33,7 +33,7 @@ use super::sink::{WatcherSink, Write};
 use crate::domain::event::SharedEvent;
 
 /// Events read from storage at a time.
-const PAGE: usize = 1000;
+pub(crate) const PAGE: usize = 1000;
 /// Wait between attempts while a socket's send buffer is full.
 const DRAIN_POLL: Duration = Duration::from_millis(1);
 /// A watcher whose buffer does not drain for this long is given up on; the

@@ -99,17 +99,25 @@ async fn authenticate(
 
 /// Sends a recovering watcher what it missed, and leaves it live: true when
 /// it was recovered (events only). False when its position is out of reach
-/// (older than retention, beyond the head) — nothing was sent — or when
+/// (older than retention, beyond the head) or over the user's read budget
+/// — nothing was sent — or when
 /// retention dropped events mid-way, so a snapshot was sent instead (its
 /// watcher runs on then, and the socket gets a new `pid`).
 async fn recover(app: &SharedState, socket: &Sock, session: &Arc<Session>, asked: &super::recovery::Request) -> bool {
-    match app.stream.log.read_after(asked.after, 0).await {
-        Ok(page) if !page.gap && asked.after <= page.head => {}
+    let missed = match app.stream.log.read_after(asked.after, 0).await {
+        Ok(page) if !page.gap && asked.after <= page.head => page.head.0 - asked.after.0,
         Ok(_) => return false,
         Err(e) => {
             tracing::warn!(error = %e, "recovery not checked; a snapshot instead");
             return false;
         }
+    };
+    // The replay reads the storage every watcher's catch-up shares: it is
+    // paid from the user's read budget, a read per page, like the pages of
+    // `events:sync`. Over the budget: a snapshot instead.
+    let pages = usize::try_from(missed).unwrap_or(usize::MAX) / watcher::PAGE + 1;
+    if app.reads.take_n(&session.principal.subject, pages).is_err() {
+        return false;
     }
     let (live, recovered) = tokio::sync::oneshot::channel();
     let claim = Claim { last_seq: Some(asked.after), stream_id: Some(app.stream.log.stream_id().to_string()) };
