@@ -152,6 +152,16 @@ async fn append_dedups_and_numbers_without_holes<L: EventLog, Fut: Future<Output
     let out = log.append(vec![loc("a", "1", t, t), loc("a", "2", t, t)]).await.unwrap();
     assert_eq!(seqs(&out), vec![(false, 1), (true, 3)]);
     assert_eq!(log.head(), Seq(3));
+    // A duplicate changes nothing, even when it says something else.
+    let mut again = loc("b", "1", t + 5, t + 5);
+    if let crate::domain::event::Body::Location(f) = &mut again.body {
+        f.lat = 1.0;
+    }
+    assert_eq!(seqs(&log.append(vec![again]).await.unwrap()), vec![(false, 2)]);
+    let snap = log.snapshot().await.unwrap();
+    let b = snap.drivers.iter().find(|(d, _)| d.as_str() == "b").map(|(_, s)| s.position);
+    assert_eq!(b.flatten().map(|p| (p.lat, p.recorded_at)), Some((13.7, t)), "the marker stays where the first put it");
+    assert_eq!((log.head(), snap.seq), (Seq(3), Seq(3)));
 }
 
 async fn seq_and_stream_id_survive_reopen<L: EventLog, Fut: Future<Output = L>>(open: &impl Fn(&Path) -> Fut) {

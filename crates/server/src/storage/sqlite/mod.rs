@@ -17,18 +17,23 @@ use super::row::{self, DamageCounter, DriverRow, EventColumns};
 use super::{Appended, BoxFuture, EventLog, Page, Snapshot, SocketsHeld, StorageError, revocation_key, revoked_from};
 use crate::clock::{Millis, now_ms};
 use crate::domain::event::{NewEvent, SharedEvent, encode};
-use crate::domain::fleet::Fleet;
+use crate::domain::fleet::{self, Fleet};
 use crate::domain::revocation::Revocation;
 
 pub(crate) mod backup;
+mod checkpoint;
 mod rows;
 mod upgrade;
 mod worker;
+use checkpoint::{Checkpointer, Policy};
 use worker::Worker;
 
 pub(crate) const FILE_NAME: &str = "wecare-rt.sqlite3";
 /// Rows deleted per retention statement, so pruning never holds the writer long.
 const PRUNE_CHUNK: i64 = 5_000;
+/// The writer's page cache, KiB: the stream's index pages that commits touch
+/// stay in memory instead of being read again (SQLite's default is 2 MiB).
+const WRITER_CACHE_KIB: i64 = 32 * 1024;
 
 impl From<rusqlite::Error> for StorageError {
     fn from(e: rusqlite::Error) -> Self {
@@ -42,6 +47,7 @@ struct Writer {
     fleet: Fleet,
     head: u64,
     sockets: Arc<dyn SocketsHeld>,
+    checkpoint: Checkpointer,
 }
 
 /// The embedded event log. See the module docs.
@@ -84,6 +90,10 @@ impl SqliteLog {
     /// The folder cannot be created, the file cannot be opened, or it holds
     /// data of an unknown schema version.
     pub(crate) fn open(dir: &Path, sockets: Arc<dyn SocketsHeld>) -> Result<Self, StorageError> {
+        Self::open_with(dir, sockets, Policy::DEFAULT)
+    }
+
+    fn open_with(dir: &Path, sockets: Arc<dyn SocketsHeld>, policy: Policy) -> Result<Self, StorageError> {
         std::fs::create_dir_all(dir).map_err(|source| StorageError::Io { path: dir.display().to_string(), source })?;
         let path = dir.join(FILE_NAME);
         let mut conn = open_connection(&path)?;
@@ -115,9 +125,13 @@ impl SqliteLog {
         tracing::info!(path = %path.display(), %stream_id, head, drivers = fleet.iter().count(), "store opened");
 
         let reader = Worker::spawn("wecare-sqlite-read", open_connection(&path)?, |_| {})?;
+        // Checkpoints are the checkpoint thread's (checkpoint.rs), never a commit's.
+        conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+        conn.pragma_update(None, "cache_size", -WRITER_CACHE_KIB)?;
+        let checkpoint = Checkpointer::spawn(&path, policy, open_connection)?;
         let writer = Worker::spawn(
             "wecare-sqlite-write",
-            Writer { conn, interned: rows::Interned::default(), fleet, head, sockets },
+            Writer { conn, interned: rows::Interned::default(), fleet, head, sockets, checkpoint },
             |w| {
                 // Leave a small, self-contained file behind on a clean stop.
                 if let Err(e) = w.conn.pragma_update(None, "wal_checkpoint", "TRUNCATE") {
@@ -176,36 +190,43 @@ fn load_fleet(conn: &Connection, damage: &DamageCounter) -> Result<Fleet, Storag
 }
 
 fn append_batch(w: &mut Writer, batch: &[NewEvent]) -> Result<(Vec<Appended>, u64), StorageError> {
+    if w.checkpoint.restart_due() {
+        // Between two transactions nothing is written: the copy finishes,
+        // and the transaction below writes the log from its start again.
+        if let Err(e) = checkpoint::passive(&w.conn) {
+            tracing::warn!(error = %e, "checkpoint before a commit failed");
+        }
+    }
     let tx = w.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let mut head = w.head;
     let mut out = Vec::with_capacity(batch.len());
     let mut touched: HashSet<&DriverId> = HashSet::new();
     let now = now_ms();
     {
-        let mut find = tx.prepare_cached("SELECT seq FROM events WHERE driver = ?1 AND msg_id = ?2")?;
         for ev in batch {
-            if ev.dedup
-                && let Some(driver) = w.interned.known_driver(&tx, ev.driver.as_str())?
-            {
-                let found: Option<i64> =
-                    find.query_row(params![driver, packed_id::pack(ev.id.as_str())], |r| r.get(0)).optional()?;
-                if let Some(seq) = found {
-                    out.push(Appended::Duplicate(Seq(seq as u64)));
-                    continue;
-                }
-            }
             if let Some(grace) = ev.offline_guard()
                 && w.sockets.connected_within(&ev.driver, grace, now)
             {
                 out.push(Appended::Unchanged);
                 continue;
             }
-            let Some(record) = w.fleet.apply(ev, Seq(head + 1)) else {
+            let Some((state, record)) = fleet::apply(w.fleet.get(&ev.driver), ev, Seq(head + 1)) else {
                 out.push(Appended::Unchanged);
                 continue;
             };
+            // The dedup index refuses a (driver, id) it holds: that refusal
+            // is the duplicate check — one descent of the index per event,
+            // not a lookup and then an insert.
+            if !w.interned.insert(&tx, &EventColumns::from_record(&record))? {
+                let driver = w.interned.known_driver(&tx, ev.driver.as_str())?;
+                let seq: i64 = tx
+                    .prepare_cached("SELECT seq FROM events WHERE driver = ?1 AND msg_id = ?2")?
+                    .query_row(params![driver, packed_id::pack(ev.id.as_str())], |r| r.get(0))?;
+                out.push(Appended::Duplicate(Seq(seq as u64)));
+                continue;
+            }
+            w.fleet.insert(ev.driver.clone(), state);
             head += 1;
-            w.interned.insert(&tx, &EventColumns::from_record(&record))?;
             touched.insert(&ev.driver);
             out.push(Appended::Stored(Arc::new(encode(&record))));
         }
@@ -281,6 +302,7 @@ impl EventLog for SqliteLog {
             self.writer
                 .call(move |w| match append_batch(w, &batch) {
                     Ok((out, new_head)) => {
+                        w.checkpoint.committed();
                         w.head = new_head;
                         head.store(new_head, Ordering::Release);
                         writable.store(true, Ordering::Relaxed);
@@ -374,6 +396,7 @@ impl EventLog for SqliteLog {
                             params![before, PRUNE_CHUNK],
                         )?;
                         if n > 0 {
+                            w.checkpoint.committed();
                             // Everything below the oldest kept row is gone:
                             // a reader after a position below it has a gap.
                             let through: i64 = w.conn.query_row(
@@ -419,7 +442,9 @@ impl EventLog for SqliteLog {
                         "INSERT INTO cursors (name, seq) VALUES (?1, ?2)
                          ON CONFLICT (name) DO UPDATE SET seq = excluded.seq",
                         params![name, seq.0 as i64],
-                    )
+                    )?;
+                    w.checkpoint.committed();
+                    Ok::<_, StorageError>(())
                 })
                 .await??;
             Ok(())
@@ -438,6 +463,7 @@ impl EventLog for SqliteLog {
                         params![kind, key, r.at_secs, r.until_secs],
                     )?;
                     w.conn.execute("DELETE FROM revocations WHERE until_secs < ?1", [r.at_secs])?;
+                    w.checkpoint.committed();
                     Ok::<_, StorageError>(())
                 })
                 .await?
@@ -495,6 +521,42 @@ mod tests {
             crate::storage::testing::Writers::OneLog,
         )
         .await;
+    }
+
+    #[tokio::test]
+    async fn the_write_ahead_log_starts_over_under_steady_writes() {
+        // Copies every few ms, and asks the writer to finish the copy past 64 frames.
+        let dir = tempfile::tempdir().unwrap();
+        let policy = Policy { interval: std::time::Duration::from_millis(2), restart_frames: 64 };
+        let log = SqliteLog::open_with(dir.path(), Arc::new(NoSockets), policy).unwrap();
+        let t = crate::clock::now_ms();
+        for batch in 0..300 {
+            let events = (0..20)
+                .map(|i| {
+                    let fix = crate::domain::validate::Fix {
+                        id: Some(wecare_proto::MessageId::parse(format!("{batch}-{i}")).unwrap()),
+                        lat: 1.0,
+                        lng: 2.0,
+                        recorded_at: t + batch,
+                        adjusted: false,
+                        status: None,
+                        accuracy: None,
+                        heading: None,
+                        speed: None,
+                    };
+                    NewEvent::location(crate::domain::event::Sender::bare(&format!("d{i}")), fix, t + batch)
+                })
+                .collect();
+            log.append(events).await.unwrap();
+        }
+        assert_eq!(log.head(), Seq(6000));
+        // Never copied or never started over, the log would hold every
+        // commit's pages: ~300 commits of several pages each (> 10 MiB).
+        let wal = std::fs::metadata(dir.path().join(format!("{FILE_NAME}-wal"))).unwrap().len();
+        assert!(wal < 4 << 20, "the log grew to {wal} bytes");
+        drop(log);
+        let log = SqliteLog::open(dir.path(), Arc::new(NoSockets)).unwrap();
+        assert_eq!(log.read_after(Seq(5990), 100).await.unwrap().events.len(), 10, "every commit kept");
     }
 
     #[tokio::test]

@@ -96,31 +96,34 @@ impl Interned {
         Ok(ix)
     }
 
-    /// Inserts `row` (its driver and label interned as needed).
-    pub(super) fn insert(&mut self, conn: &Connection, row: &EventColumns) -> Result<(), StorageError> {
+    /// Inserts `row` (its driver and label interned as needed); `false`
+    /// when the store already holds an event of this driver with this id.
+    pub(super) fn insert(&mut self, conn: &Connection, row: &EventColumns) -> Result<bool, StorageError> {
         let driver = self.driver(conn, row.driver_id.as_deref().unwrap_or_default())?;
         let label = row.label().map(|(email, name)| self.label(conn, email, name)).transpose()?;
-        conn.prepare_cached(
-            "INSERT INTO events (seq, kind, driver, label, msg_id, recorded_at, received_at, lat, lng, accuracy,
+        let inserted = conn
+            .prepare_cached(
+                "INSERT INTO events (seq, kind, driver, label, msg_id, recorded_at, received_at, lat, lng, accuracy,
                  heading, speed, status, flags)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
-        )?
-        .execute(params![
-            row.seq,
-            row.kind,
-            driver,
-            label,
-            row.msg_id,
-            row.recorded_at,
-            row.received_at,
-            row.lat,
-            row.lng,
-            row.accuracy,
-            row.heading,
-            row.speed,
-            row.status,
-            row.flags
-        ])?;
-        Ok(())
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
+             ON CONFLICT (driver, msg_id) DO NOTHING",
+            )?
+            .execute(params![
+                row.seq,
+                row.kind,
+                driver,
+                label,
+                row.msg_id,
+                row.recorded_at,
+                row.received_at,
+                row.lat,
+                row.lng,
+                row.accuracy,
+                row.heading,
+                row.speed,
+                row.status,
+                row.flags
+            ])?;
+        Ok(inserted == 1)
     }
 }
