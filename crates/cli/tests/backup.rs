@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 use wecare_client::testing::server::{ServerProcess, stored_events};
 use wecare_client::{ConnectOptions, SocketClient};
 
@@ -23,15 +23,16 @@ fn token(claims: Value) -> String {
     wecare_server::dev_token(SECRET, &claims)
 }
 
+/// Acked ids with their seq, and a signal each time some are added.
+#[derive(Default)]
+struct Acked {
+    ids: Mutex<HashMap<String, u64>>,
+    added: Notify,
+}
+
 /// One driver sending a batch of `per_tick` fixes every 100 ms until `stop`;
 /// records every acked id with its seq.
-async fn drive(
-    url: String,
-    n: usize,
-    per_tick: usize,
-    acked: Arc<Mutex<HashMap<String, u64>>>,
-    mut stop: watch::Receiver<bool>,
-) {
+async fn drive(url: String, n: usize, per_tick: usize, acked: Arc<Acked>, mut stop: watch::Receiver<bool>) {
     let driver = format!("amb-{n}");
     let t = token(json!({"id": driver, "role": "driver", "driver_id": driver, "exp": now_secs() + 3600}));
     let (client, _events) = SocketClient::connect(ConnectOptions::locations(url, json!({ "token": t }))).await.unwrap();
@@ -52,26 +53,28 @@ async fn drive(
             return;
         };
         let results = ack["results"].as_array().cloned().unwrap_or_default();
-        let mut acked = acked.lock().unwrap();
+        let mut stored = acked.ids.lock().unwrap();
         for (id, r) in ids.into_iter().zip(&results) {
             if let (Some("ok"), Some(seq)) = (r["status"].as_str(), r["seq"].as_u64()) {
-                acked.insert(id, seq);
+                stored.insert(id, seq);
             }
         }
+        drop(stored);
+        acked.added.notify_waiters();
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backup_taken_under_load_holds_every_event_acked_before_it_began() {
     let mut server = ServerProcess::start(BIN, SECRET, &[("RATE_LIMIT_PER_SEC", "100000")]).await;
-    let acked = Arc::new(Mutex::new(HashMap::new()));
+    let acked = Arc::new(Acked::default());
     let (stop_tx, stop) = watch::channel(false);
     // 10 drivers × 10 fixes every 100 ms: 1000 fixes a second.
     let drivers: Vec<_> =
         (0..10).map(|n| tokio::spawn(drive(server.url.clone(), n, 10, Arc::clone(&acked), stop.clone()))).collect();
     tokio::time::sleep(Duration::from_secs(2)).await; // the load runs
 
-    let before: HashMap<String, u64> = acked.lock().unwrap().clone();
+    let before: HashMap<String, u64> = acked.ids.lock().unwrap().clone();
     assert!(before.len() >= 1000, "the load is under way: {} acked", before.len());
     let copy = server.data_dir.path().join("backup.sqlite3");
     let (to, data_dir) = (copy.clone(), server.data_dir.path().to_path_buf());
@@ -92,8 +95,13 @@ async fn a_backup_taken_under_load_holds_every_event_acked_before_it_began() {
     // load waits for more), so the proof is an ack that came after the
     // backup began, awaited — not one that happened to fall inside it.
     let went_on = tokio::time::timeout(Duration::from_secs(5), async {
-        while acked.lock().unwrap().len() <= before.len() {
-            tokio::time::sleep(Duration::from_millis(10)).await;
+        loop {
+            // Made before the check: a signal between the two is not lost.
+            let added = acked.added.notified();
+            if acked.ids.lock().unwrap().len() > before.len() {
+                return;
+            }
+            added.await;
         }
     })
     .await;
@@ -105,7 +113,7 @@ async fn a_backup_taken_under_load_holds_every_event_acked_before_it_began() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "backup failed: {stdout} {}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.starts_with("backup "), "{stdout}");
-    let after = acked.lock().unwrap().len();
+    let after = acked.ids.lock().unwrap().len();
     assert!(went_on.is_ok(), "the load went on through the backup: {} → {after}", before.len());
 
     // A server on the copy (another data folder, the same secret).

@@ -26,7 +26,8 @@ fn fix(id: &str, recorded_at: i64) -> Fix {
     }
 }
 
-fn loc(driver: &str, id: &str, recorded_at: i64, received: i64) -> NewEvent {
+/// A fix of `driver` with client id `id` (13.7, 100.5).
+pub(crate) fn loc(driver: &str, id: &str, recorded_at: i64, received: i64) -> NewEvent {
     NewEvent::location(Sender::bare(driver), fix(id, recorded_at), received)
 }
 

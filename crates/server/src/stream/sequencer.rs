@@ -205,26 +205,13 @@ async fn commit_group(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::event::Sender;
-    use crate::domain::validate::Fix;
     use crate::storage::NoSockets;
     use crate::storage::sqlite::SqliteLog;
     use std::sync::atomic::Ordering::Relaxed;
 
     fn fix(id: String) -> NewEvent {
         let t = crate::clock::now_ms();
-        let fix = Fix {
-            id: Some(wecare_proto::MessageId::parse(id).unwrap()),
-            lat: 13.7,
-            lng: 100.5,
-            recorded_at: t,
-            adjusted: false,
-            status: None,
-            accuracy: None,
-            heading: None,
-            speed: None,
-        };
-        NewEvent::location(Sender::bare("d"), fix, t)
+        crate::storage::testing::loc("d", &id, t, t)
     }
 
     /// Commits of two single fixes sent 2 ms apart, after a group of `before`.

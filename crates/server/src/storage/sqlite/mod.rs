@@ -532,20 +532,7 @@ mod tests {
         let t = crate::clock::now_ms();
         for batch in 0..300 {
             let events = (0..20)
-                .map(|i| {
-                    let fix = crate::domain::validate::Fix {
-                        id: Some(wecare_proto::MessageId::parse(format!("{batch}-{i}")).unwrap()),
-                        lat: 1.0,
-                        lng: 2.0,
-                        recorded_at: t + batch,
-                        adjusted: false,
-                        status: None,
-                        accuracy: None,
-                        heading: None,
-                        speed: None,
-                    };
-                    NewEvent::location(crate::domain::event::Sender::bare(&format!("d{i}")), fix, t + batch)
-                })
+                .map(|i| crate::storage::testing::loc(&format!("d{i}"), &format!("{batch}-{i}"), t + batch, t + batch))
                 .collect();
             log.append(events).await.unwrap();
         }
