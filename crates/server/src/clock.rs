@@ -27,7 +27,50 @@ pub(crate) fn handshake_micros() -> i64 {
 }
 
 /// `2026-01-16T08:30:00.000Z`: UTC, always with milliseconds (contract §4).
+/// Every ack and every event renders two or three of these, so the usual
+/// range is done by arithmetic (no formatter, one allocation); others go
+/// through `time`.
 pub(crate) fn iso(ms: Millis) -> String {
+    if !(0..=MAX_MILLIS).contains(&ms) {
+        return iso_by_time(ms);
+    }
+    let (days, in_day) = (ms / 86_400_000, ms % 86_400_000);
+    let (year, month, day) = civil_from_days(days);
+    let mut out = String::with_capacity(24);
+    let mut digits = |value: i64, width: u32, after: char| {
+        for place in (0..width).rev() {
+            let digit = (value / 10_i64.pow(place)) % 10;
+            out.push(char::from(b'0' + digit as u8));
+        }
+        out.push(after);
+    };
+    digits(year, 4, '-');
+    digits(month, 2, '-');
+    digits(day, 2, 'T');
+    digits(in_day / 3_600_000, 2, ':');
+    digits(in_day / 60_000 % 60, 2, ':');
+    digits(in_day / 1000 % 60, 2, '.');
+    digits(in_day % 1000, 3, 'Z');
+    out
+}
+
+/// (year, month, day) of a day count from 1970-01-01, for days ≥ 0: the
+/// proleptic Gregorian calendar in 400-year eras (H. Hinnant's
+/// `civil_from_days`).
+fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let day_of_era = z - era * 146_097;
+    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let shifted_month = (5 * day_of_year + 2) / 153; // March = 0
+    let day = day_of_year - (153 * shifted_month + 2) / 5 + 1;
+    let month = if shifted_month < 10 { shifted_month + 3 } else { shifted_month - 9 };
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+fn iso_by_time(ms: Millis) -> String {
     let dt =
         OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).unwrap_or(OffsetDateTime::UNIX_EPOCH);
     format!(
@@ -76,6 +119,32 @@ mod tests {
     fn iso_has_millis_and_z() {
         assert_eq!(iso(1_768_552_200_000), "2026-01-16T08:30:00.000Z");
         assert_eq!(iso(1_768_552_200_007), "2026-01-16T08:30:00.007Z");
+        assert_eq!(iso(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(iso(MAX_MILLIS), "9999-12-31T23:59:59.999Z");
+        assert_eq!(iso(951_782_400_000), "2000-02-29T00:00:00.000Z", "a leap day of a 400th year");
+        assert_eq!(iso(4_107_542_400_000), "2100-03-01T00:00:00.000Z", "2100 is no leap year");
+    }
+
+    #[test]
+    fn iso_by_arithmetic_agrees_with_the_time_crate() {
+        // Every day boundary of 1970–2110, and a deterministic scatter over
+        // the whole range, with their last millisecond.
+        let day = 86_400_000;
+        let days = (0..51_500).map(|d| d * day);
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        let scatter = std::iter::repeat_with(move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x % MAX_MILLIS as u64) as Millis
+        })
+        .take(50_000);
+        for ms in days.chain(scatter) {
+            for ms in [ms, (ms - 1).max(0), (ms + day - 1).min(MAX_MILLIS)] {
+                assert_eq!(iso(ms), iso_by_time(ms), "{ms}");
+            }
+        }
+        assert_eq!(iso(-1), iso_by_time(-1), "outside the range: as before");
     }
 
     #[test]

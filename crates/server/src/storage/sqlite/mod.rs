@@ -16,7 +16,7 @@ use super::packed_id;
 use super::row::{self, DamageCounter, DriverRow, EventColumns};
 use super::{Appended, BoxFuture, EventLog, Page, Snapshot, SocketsHeld, StorageError, revocation_key, revoked_from};
 use crate::clock::{Millis, now_ms};
-use crate::domain::event::{NewEvent, SharedEvent, encode};
+use crate::domain::event::{EventRecord, NewEvent, SharedEvent, encode};
 use crate::domain::fleet::{self, Fleet};
 use crate::domain::revocation::Revocation;
 
@@ -189,7 +189,24 @@ fn load_fleet(conn: &Connection, damage: &DamageCounter) -> Result<Fleet, Storag
     Ok(fleet)
 }
 
-fn append_batch(w: &mut Writer, batch: &[NewEvent]) -> Result<(Vec<Appended>, u64), StorageError> {
+/// What the writer made of one event. A stored event's wire JSON is
+/// rendered by the caller, off the writer thread: the writer is the one
+/// serial stage of the node, and under load every commit waits for it.
+enum Written {
+    Stored(EventRecord),
+    Not(Appended),
+}
+
+impl Written {
+    fn rendered(self) -> Appended {
+        match self {
+            Self::Stored(record) => Appended::Stored(Arc::new(encode(&record))),
+            Self::Not(outcome) => outcome,
+        }
+    }
+}
+
+fn append_batch(w: &mut Writer, batch: &[NewEvent]) -> Result<(Vec<Written>, u64), StorageError> {
     if w.checkpoint.restart_due() {
         // Between two transactions nothing is written: the copy finishes,
         // and the transaction below writes the log from its start again.
@@ -207,11 +224,11 @@ fn append_batch(w: &mut Writer, batch: &[NewEvent]) -> Result<(Vec<Appended>, u6
             if let Some(grace) = ev.offline_guard()
                 && w.sockets.connected_within(&ev.driver, grace, now)
             {
-                out.push(Appended::Unchanged);
+                out.push(Written::Not(Appended::Unchanged));
                 continue;
             }
             let Some((state, record)) = fleet::apply(w.fleet.get(&ev.driver), ev, Seq(head + 1)) else {
-                out.push(Appended::Unchanged);
+                out.push(Written::Not(Appended::Unchanged));
                 continue;
             };
             // The dedup index refuses a (driver, id) it holds: that refusal
@@ -222,13 +239,13 @@ fn append_batch(w: &mut Writer, batch: &[NewEvent]) -> Result<(Vec<Appended>, u6
                 let seq: i64 = tx
                     .prepare_cached("SELECT seq FROM events WHERE driver = ?1 AND msg_id = ?2")?
                     .query_row(params![driver, packed_id::pack(ev.id.as_str())], |r| r.get(0))?;
-                out.push(Appended::Duplicate(Seq(seq as u64)));
+                out.push(Written::Not(Appended::Duplicate(Seq(seq as u64))));
                 continue;
             }
             w.fleet.insert(ev.driver.clone(), state);
             head += 1;
             touched.insert(&ev.driver);
-            out.push(Appended::Stored(Arc::new(encode(&record))));
+            out.push(Written::Stored(record));
         }
         let mut upsert = tx.prepare_cached(
             "INSERT INTO drivers (driver_id, lat, lng, recorded_at, effective_at, status, email, last_seen, online)
@@ -299,7 +316,8 @@ impl EventLog for SqliteLog {
         let writable = Arc::clone(&self.writable);
         let damage = Arc::clone(&self.damage);
         Box::pin(async move {
-            self.writer
+            let written = self
+                .writer
                 .call(move |w| match append_batch(w, &batch) {
                     Ok((out, new_head)) => {
                         w.checkpoint.committed();
@@ -320,7 +338,8 @@ impl EventLog for SqliteLog {
                         Err(e)
                     }
                 })
-                .await?
+                .await??;
+            Ok(written.into_iter().map(Written::rendered).collect())
         })
     }
 
