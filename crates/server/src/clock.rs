@@ -88,25 +88,30 @@ fn iso_by_time(ms: Millis) -> String {
 /// Reads a client time: an RFC 3339 / ISO-8601 string with an offset, or
 /// epoch milliseconds. `None` when it is not a time.
 pub(crate) fn parse_time(value: &Value) -> Option<Millis> {
-    let ms = match value {
-        Value::Number(n) => {
-            let f = n.as_f64()?;
-            if !f.is_finite() {
-                return None;
-            }
-            f.trunc() as Millis
-        }
-        Value::String(s) => {
-            let dt = OffsetDateTime::parse(s, &Rfc3339)
-                .or_else(|_| {
-                    // ISO-8601 without an offset: read as UTC.
-                    time::PrimitiveDateTime::parse(s, &Iso8601::DEFAULT).map(|p| p.assume_utc())
-                })
-                .ok()?;
-            (dt.unix_timestamp_nanos() / 1_000_000) as Millis
-        }
-        _ => return None,
-    };
+    match value {
+        Value::Number(n) => parse_time_ms(n.as_f64()?),
+        Value::String(s) => parse_time_text(s),
+        _ => None,
+    }
+}
+
+/// [`parse_time`] of a number: epoch milliseconds (the fraction dropped).
+pub(crate) fn parse_time_ms(f: f64) -> Option<Millis> {
+    if !f.is_finite() {
+        return None;
+    }
+    in_range(f.trunc() as Millis)
+}
+
+/// [`parse_time`] of a string: RFC 3339, or ISO-8601 without an offset (UTC).
+pub(crate) fn parse_time_text(s: &str) -> Option<Millis> {
+    let dt = OffsetDateTime::parse(s, &Rfc3339)
+        .or_else(|_| time::PrimitiveDateTime::parse(s, &Iso8601::DEFAULT).map(|p| p.assume_utc()))
+        .ok()?;
+    in_range((dt.unix_timestamp_nanos() / 1_000_000) as Millis)
+}
+
+fn in_range(ms: Millis) -> Option<Millis> {
     (0..=MAX_MILLIS).contains(&ms).then_some(ms)
 }
 

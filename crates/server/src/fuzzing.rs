@@ -8,6 +8,7 @@ use wecare_proto::DriverId;
 
 use crate::clock::parse_time;
 use crate::domain::auth::TokenVerifier;
+use crate::domain::fields::SentFields;
 use crate::domain::validate;
 use crate::transport::events_page::SyncQuery;
 
@@ -17,9 +18,22 @@ pub fn payload(data: &[u8]) {
     if let Ok(text) = std::str::from_utf8(data) {
         let _ = verifier.verify(text, 1_800_000_000);
     }
-    let Ok(value) = serde_json::from_slice::<Value>(data) else { return };
     let me = DriverId::new("fuzz-driver");
     let now = 1_800_000_000_000;
+    let read_as_text = std::str::from_utf8(data).ok().map(SentFields::from_json);
+    let Ok(value) = serde_json::from_slice::<Value>(data) else {
+        assert!(
+            read_as_text.is_none_or(|r| r.is_err()),
+            "text read where a Value is not: {:?}",
+            String::from_utf8_lossy(data)
+        );
+        return;
+    };
+    // A `location:update` is read from its text, a batch item from its
+    // `Value`: both must say the same.
+    if let Some(read) = read_as_text {
+        assert_eq!(read, Ok(SentFields::from_value(&value)), "text and Value read differently");
+    }
     check_fix(&value, &me, now);
     if let Ok(items) = validate::batch_items(&value) {
         assert!(!items.is_empty() && items.len() <= wecare_proto::event::MAX_BATCH);

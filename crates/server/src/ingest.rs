@@ -12,6 +12,7 @@ use wecare_proto::{ErrorCode, MessageId, Seq};
 use crate::clock::{Millis, now_ms};
 use crate::domain::auth::Principal;
 use crate::domain::event::NewEvent;
+use crate::domain::fields::SentFields;
 use crate::domain::rate::RateLimiter;
 use crate::domain::validate::{self, Rejection};
 use crate::metrics::Metrics;
@@ -46,8 +47,9 @@ impl Ingest {
         Self { sequencer, rate: RateLimiter::new(rate_per_sec), metrics }
     }
 
-    /// Validates and stores fixes (one `location:update`, or a batch's items).
-    pub(crate) async fn fixes(&self, who: &Principal, items: &[Value]) -> Vec<Outcome> {
+    /// Validates and stores fixes (one `location:update`, or a batch's
+    /// items), each as read ([`SentFields`]) or refused as it was read.
+    pub(crate) async fn fixes(&self, who: &Principal, items: Vec<Result<SentFields, Rejection>>) -> Vec<Outcome> {
         let received = now_ms();
         let Some(sender) = who.sender() else {
             return self.count(items.iter().map(|_| Err(NOT_A_DRIVER)).collect());
@@ -57,7 +59,7 @@ impl Ingest {
         let mut slots = Vec::with_capacity(items.len());
         let mut events = Vec::with_capacity(items.len());
         for (i, item) in items.iter().enumerate() {
-            match validate::fix(item, driver, received) {
+            match item.as_ref().map_err(Clone::clone).and_then(|sent| validate::fix_fields(sent, driver, received)) {
                 Ok(fix) => {
                     slots.push((i, fix.adjusted));
                     events.push(NewEvent::location(sender.clone(), fix, received));

@@ -3,6 +3,7 @@
 
 pub(crate) mod auth;
 pub(crate) mod event;
+pub(crate) mod fields;
 pub(crate) mod fleet;
 pub(crate) mod rate;
 pub(crate) mod revocation;

@@ -91,8 +91,11 @@ impl<K: Hash + Eq + Clone> Buckets<K> {
         if buckets.len() > 10_000 {
             buckets.retain(|_, b| !b.is_full(now));
         }
-        let bucket = buckets.entry(key.clone()).or_insert_with(|| TokenBucket::new(self.per_sec, self.burst, now));
-        f(bucket)
+        // A known key is looked up, not cloned: this runs for every fix.
+        if let Some(bucket) = buckets.get_mut(key) {
+            return f(bucket);
+        }
+        f(buckets.entry(key.clone()).or_insert_with(|| TokenBucket::new(self.per_sec, self.burst, now)))
     }
 }
 

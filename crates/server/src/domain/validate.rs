@@ -2,10 +2,13 @@
 //! Parse, don't validate: everything after this module works with [`Fix`]
 //! and [`StatusChange`], never with JSON.
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 use wecare_proto::{DriverId, DriverStatus, ErrorCode, MessageId, event::MAX_BATCH};
 
-use crate::clock::{Millis, parse_time};
+use super::fields::{Sent, SentFields};
+#[cfg(doc)]
+use crate::clock::parse_time;
+use crate::clock::{Millis, parse_time_ms, parse_time_text};
 
 /// How far ahead of the server clock a device time may be before it is
 /// replaced by the receive time.
@@ -56,19 +59,26 @@ pub(crate) struct StatusChange {
     pub(crate) status: DriverStatus,
 }
 
-/// Validates one `location:update` payload sent by `sender` at `received`.
+/// Validates one `location:update` payload sent by `sender` at `received`
+/// (the server reads the payload as [`SentFields`]; this is for tests and
+/// the fuzz target).
+#[cfg(any(test, feature = "fuzzing"))]
 pub(crate) fn fix(value: &Value, sender: &DriverId, received: Millis) -> Result<Fix, Rejection> {
-    let obj = value.as_object().ok_or(payload("payload must be an object"))?;
-    check_driver_id(obj, sender)?;
-    let id = message_id(obj)?;
-    let lat = coordinate(obj, "lat", 90.0)?;
-    let lng = coordinate(obj, "lng", 180.0)?;
-    let time = match present(obj, "recordedAt").or_else(|| present(obj, "timestamp")) {
-        Some(v) => parse_time(v).ok_or(payload("recordedAt is not a time"))?,
+    fix_fields(&SentFields::from_value(value)?, sender, received)
+}
+
+/// [`fix`] of a payload read as [`SentFields`].
+pub(crate) fn fix_fields(sent: &SentFields, sender: &DriverId, received: Millis) -> Result<Fix, Rejection> {
+    check_driver_id(sent, sender)?;
+    let id = message_id(sent)?;
+    let lat = coordinate(sent.lat.as_ref(), 90.0)?;
+    let lng = coordinate(sent.lng.as_ref(), 180.0)?;
+    let time = match sent.recorded_at.as_ref().or(sent.timestamp.as_ref()) {
+        Some(v) => sent_time(v).ok_or(payload("recordedAt is not a time"))?,
         None => received,
     };
     let (recorded_at, adjusted) = if time > received + MAX_FUTURE_MS { (received, true) } else { (time, false) };
-    let status = present(obj, "status").map(status).transpose()?;
+    let status = sent.status.as_ref().map(status).transpose()?;
     Ok(Fix {
         id,
         lat,
@@ -76,22 +86,21 @@ pub(crate) fn fix(value: &Value, sender: &DriverId, received: Millis) -> Result<
         recorded_at,
         adjusted,
         status,
-        accuracy: optional_number(obj, "accuracy", 0.0, f64::MAX, "accuracy must be a number >= 0")?,
-        heading: optional_number(obj, "heading", 0.0, 360.0, "heading must be a number in 0..360")?,
-        speed: optional_number(obj, "speed", 0.0, f64::MAX, "speed must be a number >= 0")?,
+        accuracy: optional_number(sent.accuracy.as_ref(), 0.0, f64::MAX, "accuracy must be a number >= 0")?,
+        heading: optional_number(sent.heading.as_ref(), 0.0, 360.0, "heading must be a number in 0..360")?,
+        speed: optional_number(sent.speed.as_ref(), 0.0, f64::MAX, "speed must be a number >= 0")?,
     })
 }
 
 /// Validates a `driver:status` payload.
 pub(crate) fn status_change(value: &Value, sender: &DriverId) -> Result<StatusChange, Rejection> {
-    let obj = value.as_object().ok_or(payload("payload must be an object"))?;
-    check_driver_id(obj, sender)?;
-    let id = message_id(obj)?;
-    let status = status(present(obj, "status").ok_or(payload("status is required"))?)?;
+    let sent = SentFields::from_value(value)?;
+    check_driver_id(&sent, sender)?;
+    let id = message_id(&sent)?;
+    let status = status(sent.status.as_ref().ok_or(payload("status is required"))?)?;
     Ok(StatusChange { id, status })
 }
 
-/// The items of a `location:batch` payload, each still to be validated.
 /// Why a fix's JSON did not parse: a number too large for a double (`1e400`)
 /// is an out-of-range coordinate (contract §3), anything else is not JSON.
 pub(crate) fn unparsable(error: &impl std::fmt::Display) -> Rejection {
@@ -102,6 +111,7 @@ pub(crate) fn unparsable(error: &impl std::fmt::Display) -> Rejection {
     }
 }
 
+/// The items of a `location:batch` payload, each still to be validated.
 pub(crate) fn batch_items(value: &Value) -> Result<&[Value], Rejection> {
     let items = value.get("updates").and_then(Value::as_array).ok_or(payload("updates must be an array"))?;
     if items.is_empty() || items.len() > MAX_BATCH {
@@ -110,39 +120,30 @@ pub(crate) fn batch_items(value: &Value) -> Result<&[Value], Rejection> {
     Ok(items)
 }
 
-/// A field that is present and not `null`.
-fn present<'a>(obj: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
-    obj.get(key).filter(|v| !v.is_null())
-}
-
-fn check_driver_id(obj: &Map<String, Value>, sender: &DriverId) -> Result<(), Rejection> {
-    let claimed = match present(obj, "driverId") {
+fn check_driver_id(sent: &SentFields, sender: &DriverId) -> Result<(), Rejection> {
+    let matches = match &sent.driver_id {
         None => return Ok(()),
-        Some(Value::String(s)) => s.clone(),
-        Some(Value::Number(n)) => n.to_string(),
+        Some(Sent::Text(s)) => s == sender.as_str(),
+        Some(Sent::Number(n)) => n.to_string() == sender.as_str(),
         Some(_) => return Err(payload("driverId must be a string or number")),
     };
-    if claimed == sender.as_str() {
-        Ok(())
-    } else {
-        Err(Rejection::new(ErrorCode::Forbidden, "driverId does not match the token"))
-    }
+    if matches { Ok(()) } else { Err(Rejection::new(ErrorCode::Forbidden, "driverId does not match the token")) }
 }
 
-fn message_id(obj: &Map<String, Value>) -> Result<Option<MessageId>, Rejection> {
-    match present(obj, "id") {
+fn message_id(sent: &SentFields) -> Result<Option<MessageId>, Rejection> {
+    match &sent.id {
         None => Ok(None),
-        Some(Value::String(s)) => {
+        Some(Sent::Text(s)) => {
             MessageId::parse(s.as_str()).map(Some).map_err(|_| payload("id must be a string of 1 to 64 characters"))
         }
         Some(_) => Err(payload("id must be a string of 1 to 64 characters")),
     }
 }
 
-fn coordinate(obj: &Map<String, Value>, key: &str, limit: f64) -> Result<f64, Rejection> {
-    match present(obj, key) {
+fn coordinate(sent: Option<&Sent>, limit: f64) -> Result<f64, Rejection> {
+    match sent {
         None => Err(coords("lat and lng are required")),
-        Some(Value::Number(n)) => {
+        Some(Sent::Number(n)) => {
             let v = n.as_f64().ok_or(coords("coordinate is not a finite number"))?;
             if v.is_finite() && (-limit..=limit).contains(&v) { Ok(v) } else { Err(coords("coordinate out of range")) }
         }
@@ -150,18 +151,21 @@ fn coordinate(obj: &Map<String, Value>, key: &str, limit: f64) -> Result<f64, Re
     }
 }
 
-fn status(value: &Value) -> Result<DriverStatus, Rejection> {
-    value.as_str().and_then(|s| s.parse().ok()).ok_or(payload("unknown status"))
+/// A device time: epoch milliseconds or an ISO-8601 string ([`parse_time`]).
+fn sent_time(sent: &Sent) -> Option<Millis> {
+    match sent {
+        Sent::Number(n) => parse_time_ms(n.as_f64()?),
+        Sent::Text(s) => parse_time_text(s),
+        Sent::Bool | Sent::Compound => None,
+    }
 }
 
-fn optional_number(
-    obj: &Map<String, Value>,
-    key: &str,
-    min: f64,
-    max: f64,
-    message: &'static str,
-) -> Result<Option<f64>, Rejection> {
-    match present(obj, key) {
+fn status(sent: &Sent) -> Result<DriverStatus, Rejection> {
+    sent.as_str().and_then(|s| s.parse().ok()).ok_or(payload("unknown status"))
+}
+
+fn optional_number(sent: Option<&Sent>, min: f64, max: f64, message: &'static str) -> Result<Option<f64>, Rejection> {
+    match sent {
         None => Ok(None),
         Some(v) => match v.as_f64() {
             Some(f) if f.is_finite() && (min..=max).contains(&f) => Ok(Some(f)),

@@ -22,6 +22,7 @@ use super::events_page::{EventsPage, PageReader, SyncQuery, nothing_new, parse_c
 use super::state::SharedState;
 use crate::clock::parse_time;
 use crate::domain::auth::{AuthError, Principal};
+use crate::domain::fields::SentFields;
 use crate::domain::validate::{self, Rejection};
 use crate::transport::socket::SHUTTING_DOWN;
 use wecare_proto::payload::{self, RefusedBatch};
@@ -137,7 +138,7 @@ async fn post_locations(State(app): State<SharedState>, who: Bearer, JsonBody(bo
             Ok(items) => items,
             Err(r) => return ApiError::from(&r).into_response(),
         };
-        let outcomes = app.ingest.fixes(&who, items).await;
+        let outcomes = app.ingest.fixes(&who, items.iter().map(SentFields::from_value).collect()).await;
         return Json(ack::batch(&outcomes)).into_response();
     }
     if !body.is_object() {
@@ -146,7 +147,7 @@ async fn post_locations(State(app): State<SharedState>, who: Bearer, JsonBody(bo
     // One update: 200 with its result as the socket acks it; refused, the
     // HTTP status of its code (contract §6, v1.2), so a client that checks
     // only `response.ok` does not count a refused fix as delivered.
-    let outcomes = app.ingest.fixes(&who, std::slice::from_ref(&body)).await;
+    let outcomes = app.ingest.fixes(&who, vec![SentFields::from_value(&body)]).await;
     match outcomes.first() {
         Some(Err(r)) => refusal(rest_code(r.code), &refused_batch(r, &outcomes)),
         _ => Json(ack::batch(&outcomes)).into_response(),
