@@ -58,8 +58,8 @@ impl Ingest {
         let mut out: Vec<Option<Outcome>> = vec![None; items.len()];
         let mut slots = Vec::with_capacity(items.len());
         let mut events = Vec::with_capacity(items.len());
-        for (i, item) in items.iter().enumerate() {
-            match item.as_ref().map_err(Clone::clone).and_then(|sent| validate::fix_fields(sent, driver, received)) {
+        for (i, item) in items.into_iter().enumerate() {
+            match item.and_then(|sent| validate::fix_fields(&sent, driver, received)) {
                 Ok(fix) => {
                     slots.push((i, fix.adjusted));
                     events.push(NewEvent::location(sender.clone(), fix, received));

@@ -6,8 +6,6 @@ use serde_json::Value;
 use wecare_proto::{DriverId, DriverStatus, ErrorCode, MessageId, event::MAX_BATCH};
 
 use super::fields::{Sent, SentFields};
-#[cfg(doc)]
-use crate::clock::parse_time;
 use crate::clock::{Millis, parse_time_ms, parse_time_text};
 
 /// How far ahead of the server clock a device time may be before it is
@@ -151,7 +149,8 @@ fn coordinate(sent: Option<&Sent>, limit: f64) -> Result<f64, Rejection> {
     }
 }
 
-/// A device time: epoch milliseconds or an ISO-8601 string ([`parse_time`]).
+/// A device time: epoch milliseconds or an ISO-8601 string, as
+/// [`parse_time`](crate::clock::parse_time) reads them.
 fn sent_time(sent: &Sent) -> Option<Millis> {
     match sent {
         Sent::Number(n) => parse_time_ms(n.as_f64()?),
