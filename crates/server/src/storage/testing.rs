@@ -62,6 +62,7 @@ where
     append_dedups_and_numbers_without_holes(&open).await;
     seq_and_stream_id_survive_reopen(&open).await;
     read_after_pages_in_order_and_reports_gaps(&open).await;
+    a_prune_out_of_seq_order_is_reported_as_a_gap(&open).await;
     snapshot_and_track(&open).await;
     presence_that_changes_nothing_takes_no_seq(&open).await;
     cursors_survive_reopen(&open).await;
@@ -209,6 +210,32 @@ async fn read_after_pages_in_order_and_reports_gaps<L: EventLog, Fut: Future<Out
     assert!(!page.gap, "nothing after 5 was pruned");
     let page = log.read_after(Seq(10), 100).await.unwrap();
     assert!(page.events.is_empty() && !page.gap);
+}
+
+/// `received_at` is stamped on arrival and `seq` at the commit, so within a
+/// group commit a later `seq` can carry an earlier arrival. Retention then
+/// removes a row above one it keeps: a reader from below must be told.
+async fn a_prune_out_of_seq_order_is_reported_as_a_gap<L: EventLog, Fut: Future<Output = L>>(
+    open: &impl Fn(&Path) -> Fut,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path()).await;
+    let t = now_ms();
+    let out = log
+        .append(vec![loc("a", "kept", t, t), loc("b", "pruned", t - 10_000, t - 10_000), loc("a", "after", t, t)])
+        .await
+        .unwrap();
+    assert_eq!(seqs(&out), vec![(true, 1), (true, 2), (true, 3)]);
+    assert_eq!(log.prune(t - 5_000).await.unwrap(), 1);
+    let page = log.read_after(Seq(0), 100).await.unwrap();
+    let got: Vec<u64> = page.events.iter().map(|e| e.seq.0).collect();
+    assert_eq!(got, vec![1, 3]);
+    assert!(page.gap, "event 2 was pruned: a reader from 0 has a gap");
+    let page = log.read_after(Seq(2), 100).await.unwrap();
+    assert!(!page.gap, "nothing after 2 was pruned");
+    drop(log);
+    let log = open(dir.path()).await;
+    assert!(log.read_after(Seq(1), 100).await.unwrap().gap, "the gap is known after a reopen");
 }
 
 async fn snapshot_and_track<L: EventLog, Fut: Future<Output = L>>(open: &impl Fn(&Path) -> Fut) {

@@ -278,6 +278,41 @@ fn append_batch(w: &mut Writer, batch: &[NewEvent]) -> Result<(Vec<Written>, u64
     Ok((out, head))
 }
 
+/// Removes up to [`PRUNE_CHUNK`] events received before `before`, in one
+/// transaction with the new `pruned_through`: the highest `seq` removed.
+/// Not "below the oldest kept row": `received_at` is stamped on arrival and
+/// `seq` at the commit, so a row removed can sit above one kept, and a
+/// reader from below it must still be told of the gap. Returns how many
+/// were removed and the (never lower) `pruned_through`.
+fn prune_chunk(conn: &mut Connection, before: Millis) -> Result<(usize, u64), StorageError> {
+    let tx = conn.transaction()?;
+    let (n, highest): (usize, Option<i64>) = {
+        let mut stmt = tx.prepare_cached(
+            "DELETE FROM events WHERE seq IN
+             (SELECT seq FROM events WHERE received_at < ?1 ORDER BY received_at LIMIT ?2) RETURNING seq",
+        )?;
+        let mut rows = stmt.query(params![before, PRUNE_CHUNK])?;
+        let (mut n, mut highest) = (0, None);
+        while let Some(r) = rows.next()? {
+            n += 1;
+            highest = highest.max(Some(r.get::<_, i64>(0)?));
+        }
+        (n, highest)
+    };
+    let through = match highest {
+        Some(seq) => {
+            tx.execute(
+                "UPDATE meta SET value = CAST(MAX(CAST(value AS INTEGER), ?1) AS TEXT) WHERE key = 'pruned_through'",
+                [seq],
+            )?;
+            seq.max(0) as u64
+        }
+        None => 0,
+    };
+    tx.commit()?;
+    Ok((n, through))
+}
+
 impl SqliteLog {
     /// Runs an event query on the reader thread; damaged rows are reported
     /// and skipped.
@@ -409,26 +444,10 @@ impl EventLog for SqliteLog {
                 let n = self
                     .writer
                     .call(move |w| {
-                        let n = w.conn.execute(
-                            "DELETE FROM events WHERE seq IN
-                             (SELECT seq FROM events WHERE received_at < ?1 ORDER BY received_at LIMIT ?2)",
-                            params![before, PRUNE_CHUNK],
-                        )?;
+                        let (n, through) = prune_chunk(&mut w.conn, before)?;
                         if n > 0 {
                             w.checkpoint.committed();
-                            // Everything below the oldest kept row is gone:
-                            // a reader after a position below it has a gap.
-                            let through: i64 = w.conn.query_row(
-                                "SELECT COALESCE(MIN(seq) - 1, ?1) FROM events",
-                                [w.head as i64],
-                                |r| r.get(0),
-                            )?;
-                            w.conn.execute(
-                                "INSERT INTO meta (key, value) VALUES ('pruned_through', ?1)
-                                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                                [through.to_string()],
-                            )?;
-                            pruned.fetch_max(through.max(0) as u64, Ordering::AcqRel);
+                            pruned.fetch_max(through, Ordering::AcqRel);
                         }
                         Ok::<_, StorageError>(n)
                     })
