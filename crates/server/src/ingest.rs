@@ -47,8 +47,28 @@ impl Ingest {
         Self { sequencer, rate: RateLimiter::new(rate_per_sec), metrics }
     }
 
-    /// Validates and stores fixes (one `location:update`, or a batch's
-    /// items), each as read ([`SentFields`]) or refused as it was read.
+    /// Validates and stores one `location:update`, as read ([`SentFields`])
+    /// or refused as it was read: the rules of [`Self::fixes`], without a
+    /// list per step for the one fix of the hot path.
+    pub(crate) async fn fix(&self, who: &Principal, item: Result<SentFields, Rejection>) -> Outcome {
+        let received = now_ms();
+        let outcome = match who.sender() {
+            None => Err(NOT_A_DRIVER),
+            Some(sender) => match item.and_then(|sent| validate::fix_fields(&sent, &sender.driver, received)) {
+                Err(r) => Err(r),
+                Ok(_) if self.rate.take(&sender.driver, 1, Instant::now()) == 0 => Err(RATE_LIMITED),
+                Ok(fix) => {
+                    let adjusted = fix.adjusted;
+                    self.store_one(NewEvent::location(sender, fix, received), adjusted).await
+                }
+            },
+        };
+        self.count_one(&outcome);
+        outcome
+    }
+
+    /// Validates and stores fixes (a batch's items, or one sent over
+    /// HTTP), each as read ([`SentFields`]) or refused as it was read.
     pub(crate) async fn fixes(&self, who: &Principal, items: Vec<Result<SentFields, Rejection>>) -> Vec<Outcome> {
         let received = now_ms();
         let Some(sender) = who.sender() else {
@@ -97,33 +117,38 @@ impl Ingest {
             Some(sender) => match validate::status_change(payload, &sender.driver) {
                 Err(r) => Err(r),
                 Ok(_) if self.rate.take(&sender.driver, 1, Instant::now()) == 0 => Err(RATE_LIMITED),
-                Ok(change) => {
-                    let ev = NewEvent::status(sender, change, received);
-                    let id = ev.id.clone();
-                    self.metrics.events_submitted.fetch_add(1, Relaxed);
-                    match self.sequencer.submit(vec![ev]).await.map(|mut v| v.pop()) {
-                        Ok(Some(appended)) => Ok(accepted(id, appended, received, false)),
-                        _ => Err(UNAVAILABLE),
-                    }
-                }
+                Ok(change) => self.store_one(NewEvent::status(sender, change, received), false).await,
             },
         };
-        self.count(vec![outcome]).pop().unwrap_or(Err(UNAVAILABLE))
+        self.count_one(&outcome);
+        outcome
+    }
+
+    /// Submits one accepted event and reports it as its ack does.
+    async fn store_one(&self, ev: NewEvent, adjusted: bool) -> Outcome {
+        let (id, received) = (ev.id.clone(), ev.received);
+        self.metrics.events_submitted.fetch_add(1, Relaxed);
+        match self.sequencer.submit(vec![ev]).await.map(|mut v| v.pop()) {
+            Ok(Some(appended)) => Ok(accepted(id, appended, received, adjusted)),
+            _ => Err(UNAVAILABLE),
+        }
     }
 
     fn count(&self, outcomes: Vec<Outcome>) -> Vec<Outcome> {
-        for o in &outcomes {
-            match o {
-                Ok(a) => {
-                    self.metrics.acks_ok.fetch_add(1, Relaxed);
-                    if a.duplicate {
-                        self.metrics.dedup_hits.fetch_add(1, Relaxed);
-                    }
-                }
-                Err(r) => self.metrics.rejected(r.code),
-            }
-        }
+        outcomes.iter().for_each(|o| self.count_one(o));
         outcomes
+    }
+
+    fn count_one(&self, outcome: &Outcome) {
+        match outcome {
+            Ok(a) => {
+                self.metrics.acks_ok.fetch_add(1, Relaxed);
+                if a.duplicate {
+                    self.metrics.dedup_hits.fetch_add(1, Relaxed);
+                }
+            }
+            Err(r) => self.metrics.rejected(r.code),
+        }
     }
 }
 

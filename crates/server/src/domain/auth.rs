@@ -5,6 +5,8 @@
 //! HMAC-SHA256 check rather than a general JWT library: nothing here can be
 //! talked into another algorithm, and `none` is simply not an HS256 header.
 
+use std::sync::Arc;
+
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use hmac::{Hmac, Mac};
 use serde_json::{Map, Value};
@@ -58,9 +60,9 @@ pub(crate) struct Principal {
     pub(crate) subject: String,
     /// The role as written in the token.
     pub(crate) role: String,
-    pub(crate) email: Option<String>,
+    pub(crate) email: Option<Arc<str>>,
     /// `name`, else `full_name`, else `fullName`: shown to officers as `driverName`.
-    pub(crate) name: Option<String>,
+    pub(crate) name: Option<Arc<str>>,
     pub(crate) access: Access,
     /// `exp`, epoch seconds.
     pub(crate) expires_at: i64,
@@ -164,7 +166,15 @@ impl TokenVerifier {
         let email = text("email");
         let name = ["name", "full_name", "fullName"].iter().find_map(|k| text(k));
         let issued_at = number_claim(&claims, "iat");
-        Ok(Principal { subject, role, email, name, access, expires_at: exp, issued_at })
+        Ok(Principal {
+            subject,
+            role,
+            email: email.map(Arc::from),
+            name: name.map(Arc::from),
+            access,
+            expires_at: exp,
+            issued_at,
+        })
     }
 
     fn verified_claims(&self, token: &str) -> Result<Map<String, Value>, AuthError> {

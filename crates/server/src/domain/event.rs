@@ -56,9 +56,9 @@ pub(crate) enum Body {
 #[derive(Debug, Clone)]
 pub(crate) struct NewEvent {
     pub(crate) driver: DriverId,
-    pub(crate) email: Option<String>,
+    pub(crate) email: Option<Arc<str>>,
     /// The driver's display name from the token (`name`, `full_name` or `fullName`).
-    pub(crate) name: Option<String>,
+    pub(crate) name: Option<Arc<str>>,
     /// The client's id, or one the server made up (then `dedup` is false).
     pub(crate) id: MessageId,
     pub(crate) dedup: bool,
@@ -108,8 +108,8 @@ impl NewEvent {
 #[derive(Debug, Clone)]
 pub(crate) struct Sender {
     pub(crate) driver: DriverId,
-    pub(crate) email: Option<String>,
-    pub(crate) name: Option<String>,
+    pub(crate) email: Option<Arc<str>>,
+    pub(crate) name: Option<Arc<str>>,
 }
 
 impl Sender {
@@ -180,8 +180,8 @@ pub(crate) struct Derived {
 pub(crate) struct EventRecord {
     pub(crate) seq: Seq,
     pub(crate) driver: DriverId,
-    pub(crate) email: Option<String>,
-    pub(crate) name: Option<String>,
+    pub(crate) email: Option<Arc<str>>,
+    pub(crate) name: Option<Arc<str>>,
     pub(crate) id: MessageId,
     pub(crate) received: Millis,
     pub(crate) what: Recorded,
@@ -266,8 +266,8 @@ pub(crate) fn encode(rec: &EventRecord) -> StreamEvent {
                 seq,
                 id: rec.id.as_str().to_string(),
                 driver_id: driver_id.to_string(),
-                driver_email: rec.email.clone(),
-                driver_name: rec.name.clone(),
+                driver_email: rec.email.as_deref().map(str::to_owned),
+                driver_name: rec.name.as_deref().map(str::to_owned),
                 lat: l.lat,
                 lng: l.lng,
                 latitude: l.lat,
@@ -286,7 +286,7 @@ pub(crate) fn encode(rec: &EventRecord) -> StreamEvent {
         Recorded::Status(status) => serde_json::to_string(&payload::DriverStatusUpdated {
             seq,
             driver_id: driver_id.to_string(),
-            driver_email: rec.email.clone(),
+            driver_email: rec.email.as_deref().map(str::to_owned),
             status: *status,
             timestamp,
         }),

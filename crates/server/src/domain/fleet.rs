@@ -2,6 +2,7 @@
 //! moves the marker or only fills the trail (`outdated`).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use wecare_proto::{DriverId, DriverStatus, Seq};
 
@@ -26,7 +27,7 @@ pub(crate) struct DriverState {
     /// The last status the driver reported; `None` until it reports one
     /// (contract v1.3 §4: never invented).
     pub(crate) status: Option<DriverStatus>,
-    pub(crate) email: Option<String>,
+    pub(crate) email: Option<Arc<str>>,
     /// Server time of the last fix or status received from the driver.
     pub(crate) last_seen: Millis,
     /// As the last `driver:presence` event in the stream said.

@@ -74,8 +74,8 @@ pub async fn measure_footprint(
     let senders: Vec<Sender> = (0..drivers)
         .map(|d| Sender {
             driver: DriverId::new(format!("drv-{d:05}")),
-            email: Some(format!("driver{d}@wecare.example")),
-            name: Some(format!("Driver {d}")),
+            email: Some(format!("driver{d}@wecare.example").into()),
+            name: Some(format!("Driver {d}").into()),
         })
         .collect();
     let start = now_ms() - 86_400_000;

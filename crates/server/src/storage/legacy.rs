@@ -6,6 +6,8 @@
 //! message is still a duplicate) and becomes a damaged row
 //! ([`row::DAMAGED_KIND`]), reported on every read as before the upgrade.
 
+use std::sync::Arc;
+
 use serde_json::Value;
 use wecare_proto::{DriverId, DriverStatus, MessageId, Seq};
 
@@ -40,7 +42,9 @@ pub(crate) const EVENTS_TABLE: &str = "DROP TABLE IF EXISTS events;
 pub(crate) fn convert(old: LegacyRow) -> EventColumns {
     match record(&old) {
         Some(rec) => EventColumns::from_record(&rec),
-        None => EventColumns::keys(old.seq, row::DAMAGED_KIND, old.driver_id, &old.msg_id, old.received_at),
+        None => {
+            EventColumns::keys(old.seq, row::DAMAGED_KIND, DriverId::new(old.driver_id), &old.msg_id, old.received_at)
+        }
     }
 }
 
@@ -69,8 +73,8 @@ fn record(old: &LegacyRow) -> Option<EventRecord> {
     Some(EventRecord {
         seq: Seq(u64::try_from(old.seq).ok()?),
         driver: DriverId::new(old.driver_id.clone()),
-        email: text("driverEmail"),
-        name: text("driverName"),
+        email: text("driverEmail").map(Arc::from),
+        name: text("driverName").map(Arc::from),
         id: MessageId::parse(old.msg_id.clone()).ok()?,
         received: old.received_at,
         what,

@@ -5,6 +5,7 @@
 //! counter the metrics export) and skipped. It is never turned into a
 //! plausible event: an officer must not see a marker the driver never sent.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use wecare_proto::{DriverId, DriverStatus, MessageId, Seq};
@@ -69,9 +70,9 @@ impl DamageCounter {
 pub(crate) struct EventColumns {
     pub(crate) seq: i64,
     pub(crate) kind: i64,
-    pub(crate) driver_id: Option<String>,
-    pub(crate) email: Option<String>,
-    pub(crate) name: Option<String>,
+    pub(crate) driver_id: Option<DriverId>,
+    pub(crate) email: Option<Arc<str>>,
+    pub(crate) name: Option<Arc<str>>,
     /// The message id, packed ([`super::packed_id`]).
     pub(crate) msg_id: Vec<u8>,
     /// Fixes only: the device time.
@@ -120,7 +121,7 @@ fn status_from_code(code: i64) -> Result<Option<DriverStatus>, Damage> {
 
 impl EventColumns {
     /// A row with its keys and nothing else (what a kind adds is set after).
-    pub(crate) fn keys(seq: i64, kind: i64, driver_id: String, msg_id: &str, received_at: i64) -> Self {
+    pub(crate) fn keys(seq: i64, kind: i64, driver_id: DriverId, msg_id: &str, received_at: i64) -> Self {
         Self {
             seq,
             kind,
@@ -145,13 +146,7 @@ impl EventColumns {
         let mut row = Self {
             email: rec.email.clone(),
             name: rec.name.clone(),
-            ..Self::keys(
-                rec.seq.0 as i64,
-                rec.what.kind() as i64,
-                rec.driver.as_str().to_string(),
-                rec.id.as_str(),
-                rec.received,
-            )
+            ..Self::keys(rec.seq.0 as i64, rec.what.kind() as i64, rec.driver.clone(), rec.id.as_str(), rec.received)
         };
         match &rec.what {
             Recorded::Location(l) => {
@@ -196,7 +191,7 @@ impl EventColumns {
         };
         Ok(EventRecord {
             seq: Seq(seq),
-            driver: DriverId::new(driver),
+            driver,
             email: self.email.filter(|e| !e.is_empty()),
             name: self.name.filter(|n| !n.is_empty()),
             id,
@@ -249,7 +244,7 @@ impl DriverRow {
             recorded_at: p.map(|p| p.recorded_at),
             effective_at: p.map(|p| p.effective_at),
             status: s.status.map(DriverStatus::as_str).unwrap_or_default().to_string(),
-            email: s.email.clone(),
+            email: s.email.as_deref().map(str::to_owned),
             last_seen: s.last_seen,
             online: s.online,
         }
@@ -267,7 +262,13 @@ impl DriverRow {
             "" => None,
             s => Some(s.parse::<DriverStatus>().map_err(|_| Damage::Status(self.status.clone()))?),
         };
-        let state = DriverState { position, status, email: self.email, last_seen: self.last_seen, online: self.online };
+        let state = DriverState {
+            position,
+            status,
+            email: self.email.map(Arc::from),
+            last_seen: self.last_seen,
+            online: self.online,
+        };
         Ok((DriverId::new(self.driver_id), state))
     }
 }
@@ -280,7 +281,7 @@ mod tests {
         EventColumns {
             seq: 3,
             kind: 1,
-            driver_id: Some("d".into()),
+            driver_id: Some(DriverId::new("d")),
             email: Some("d@x".into()),
             name: None,
             msg_id: packed_id::pack("m-3"),

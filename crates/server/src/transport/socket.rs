@@ -353,10 +353,7 @@ async fn on_location_update(
     let outcome = match (live_session(&s), sent) {
         _ if accepting.is_none() => refused_here(&app, SHUTTING_DOWN),
         (Err(r), _) | (Ok(_), Err(r)) => refused_here(&app, r),
-        (Ok(session), Ok(sent)) => {
-            let mut out = app.ingest.fixes(&session.principal, vec![sent]).await;
-            out.pop().unwrap_or(Err(NOT_JSON))
-        }
+        (Ok(session), Ok(sent)) => app.ingest.fix(&session.principal, sent).await,
     };
     respond_outcome(&app, reply, &outcome);
     app.metrics.ack_latency.observe(started.elapsed());

@@ -4,13 +4,14 @@
 //! a node caches the numbers it has seen committed.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Statement};
 
 use crate::storage::StorageError;
 use crate::storage::row::EventColumns;
+use wecare_proto::DriverId;
 
 /// The columns every event read selects, in [`read`]'s order.
 pub(super) const SELECT: &str = "SELECT e.seq, e.kind, n.driver_id, l.email, l.name, e.msg_id, e.recorded_at,
@@ -22,9 +23,9 @@ pub(super) fn read(r: &tokio_postgres::Row) -> EventColumns {
     EventColumns {
         seq: r.get(0),
         kind: i64::from(r.get::<_, i16>(1)),
-        driver_id: r.get(2),
-        email: r.get(3),
-        name: r.get(4),
+        driver_id: r.get::<_, Option<&str>>(2).map(DriverId::new),
+        email: r.get::<_, Option<&str>>(3).map(Arc::from),
+        name: r.get::<_, Option<&str>>(4).map(Arc::from),
         msg_id: r.get(5),
         recorded_at: r.get(6),
         received_at: r.get(7),
@@ -186,7 +187,7 @@ pub(super) async fn insert(
     }
     let mut cols = Columns::default();
     for row in rows {
-        let driver = row.driver_id.as_deref().and_then(|d| learned.drivers.get(d).copied());
+        let driver = row.driver_id.as_ref().and_then(|d| learned.drivers.get(d.as_str()).copied());
         let driver = driver.ok_or_else(|| StorageError::Corrupt("a driver without its number".into()))?;
         let label = row.label().and_then(|(e, n)| learned.labels.get(&(e.to_string(), n.to_string())).copied());
         cols.push(row, driver, label);

@@ -101,7 +101,7 @@ async fn typed_events(client: &Client) -> Result<(), StorageError> {
                 })
             })
             .collect();
-        let drivers = converted.iter().filter_map(|r| r.driver_id.as_deref());
+        let drivers = converted.iter().filter_map(|r| r.driver_id.as_ref().map(wecare_proto::DriverId::as_str));
         let mut learned = rows::drivers(client, &statements, &cache, drivers).await?;
         rows::insert(client, &statements, &cache, &mut learned, &converted).await?;
         cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner).merge(learned);

@@ -220,6 +220,7 @@ fn append_batch(w: &mut Writer, batch: &[NewEvent]) -> Result<(Vec<Written>, u64
     let mut touched: HashSet<&DriverId> = HashSet::new();
     let now = now_ms();
     {
+        let mut insert = tx.prepare_cached(rows::INSERT)?;
         for ev in batch {
             if let Some(grace) = ev.offline_guard()
                 && w.sockets.connected_within(&ev.driver, grace, now)
@@ -234,7 +235,7 @@ fn append_batch(w: &mut Writer, batch: &[NewEvent]) -> Result<(Vec<Written>, u64
             // The dedup index refuses a (driver, id) it holds: that refusal
             // is the duplicate check — one descent of the index per event,
             // not a lookup and then an insert.
-            if !w.interned.insert(&tx, &EventColumns::from_record(&record))? {
+            if !w.interned.insert(&tx, &mut insert, &EventColumns::from_record(&record))? {
                 let driver = w.interned.known_driver(&tx, ev.driver.as_str())?;
                 let seq: i64 = tx
                     .prepare_cached("SELECT seq FROM events WHERE driver = ?1 AND msg_id = ?2")?

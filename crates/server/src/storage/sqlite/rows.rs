@@ -5,11 +5,13 @@
 //! does not exist, so the writer drops the cache with the transaction.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::storage::StorageError;
 use crate::storage::row::EventColumns;
+use wecare_proto::DriverId;
 
 /// The columns every event read selects, in [`read`]'s order.
 pub(super) const SELECT: &str = "SELECT e.seq, e.kind, n.driver_id, l.email, l.name, e.msg_id, e.recorded_at,
@@ -21,9 +23,9 @@ pub(super) fn read(r: &rusqlite::Row<'_>) -> rusqlite::Result<EventColumns> {
     Ok(EventColumns {
         seq: r.get(0)?,
         kind: r.get(1)?,
-        driver_id: r.get(2)?,
-        email: r.get(3)?,
-        name: r.get(4)?,
+        driver_id: r.get::<_, Option<String>>(2)?.map(DriverId::new),
+        email: r.get::<_, Option<String>>(3)?.map(Arc::from),
+        name: r.get::<_, Option<String>>(4)?.map(Arc::from),
         msg_id: r.get(5)?,
         recorded_at: r.get(6)?,
         received_at: r.get(7)?,
@@ -41,7 +43,8 @@ pub(super) fn read(r: &rusqlite::Row<'_>) -> rusqlite::Result<EventColumns> {
 #[derive(Debug, Default)]
 pub(super) struct Interned {
     drivers: HashMap<String, i64>,
-    labels: HashMap<(String, String), i64>,
+    /// By email, then name: looked up by `&str`, so a known label costs no copy.
+    labels: HashMap<String, HashMap<String, i64>>,
 }
 
 impl Interned {
@@ -77,8 +80,7 @@ impl Interned {
     }
 
     fn label(&mut self, conn: &Connection, email: &str, name: &str) -> Result<i64, StorageError> {
-        let key = (email.to_string(), name.to_string());
-        if let Some(ix) = self.labels.get(&key) {
+        if let Some(ix) = self.labels.get(email).and_then(|names| names.get(name)) {
             return Ok(*ix);
         }
         let found: Option<i64> = conn
@@ -92,38 +94,46 @@ impl Interned {
                 conn.last_insert_rowid()
             }
         };
-        self.labels.insert(key, ix);
+        self.labels.entry(email.to_string()).or_default().insert(name.to_string(), ix);
         Ok(ix)
     }
 
-    /// Inserts `row` (its driver and label interned as needed); `false`
-    /// when the store already holds an event of this driver with this id.
-    pub(super) fn insert(&mut self, conn: &Connection, row: &EventColumns) -> Result<bool, StorageError> {
-        let driver = self.driver(conn, row.driver_id.as_deref().unwrap_or_default())?;
+    /// Inserts `row` (its driver and label interned as needed) with
+    /// `insert` ([`INSERT`], prepared once per commit: a cached statement
+    /// is handed out and taken back per use, at a cost per event);
+    /// `false` when the store already holds an event of this driver with
+    /// this id.
+    pub(super) fn insert(
+        &mut self,
+        conn: &Connection,
+        insert: &mut rusqlite::Statement<'_>,
+        row: &EventColumns,
+    ) -> Result<bool, StorageError> {
+        let driver = self.driver(conn, row.driver_id.as_ref().map_or("", DriverId::as_str))?;
         let label = row.label().map(|(email, name)| self.label(conn, email, name)).transpose()?;
-        let inserted = conn
-            .prepare_cached(
-                "INSERT INTO events (seq, kind, driver, label, msg_id, recorded_at, received_at, lat, lng, accuracy,
-                 heading, speed, status, flags)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
-             ON CONFLICT (driver, msg_id) DO NOTHING",
-            )?
-            .execute(params![
-                row.seq,
-                row.kind,
-                driver,
-                label,
-                row.msg_id,
-                row.recorded_at,
-                row.received_at,
-                row.lat,
-                row.lng,
-                row.accuracy,
-                row.heading,
-                row.speed,
-                row.status,
-                row.flags
-            ])?;
+        let inserted = insert.execute(params![
+            row.seq,
+            row.kind,
+            driver,
+            label,
+            row.msg_id,
+            row.recorded_at,
+            row.received_at,
+            row.lat,
+            row.lng,
+            row.accuracy,
+            row.heading,
+            row.speed,
+            row.status,
+            row.flags
+        ])?;
         Ok(inserted == 1)
     }
 }
+
+/// An event row, or nothing when its (driver, id) is stored already.
+pub(super) const INSERT: &str =
+    "INSERT INTO events (seq, kind, driver, label, msg_id, recorded_at, received_at, lat, lng,
+     accuracy, heading, speed, status, flags)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
+     ON CONFLICT (driver, msg_id) DO NOTHING";

@@ -83,8 +83,9 @@ fn typed_events(tx: &Transaction<'_>) -> Result<(), StorageError> {
         };
         after = last.seq;
         done += rows.len() as i64;
+        let mut insert = tx.prepare_cached(super::rows::INSERT)?;
         for row in rows {
-            interned.insert(tx, &legacy::convert(row))?;
+            interned.insert(tx, &mut insert, &legacy::convert(row))?;
         }
         if done % 100_000 < CHUNK {
             tracing::info!(done, total, "upgrading the store");
