@@ -31,11 +31,19 @@ pub(super) struct Policy {
     pub(super) interval: Duration,
     /// Frames in the log past which the writer finishes the copy itself.
     pub(super) restart_frames: i64,
+    /// The size the log file is cut back to when it starts over
+    /// (`journal_size_limit`). A reader that holds an old snapshot (a long
+    /// replay) keeps the log from starting over, so it can grow far past
+    /// `restart_frames`; without a limit the file keeps that size, on the
+    /// data folder's disk, until a clean stop.
+    pub(super) file_limit_bytes: i64,
 }
 
 impl Policy {
-    /// 250 ms of commits per copy; the log starts over past 16 MiB (4 KiB pages).
-    pub(super) const DEFAULT: Self = Self { interval: Duration::from_millis(250), restart_frames: 4096 };
+    /// 250 ms of commits per copy; the log starts over past 16 MiB (4 KiB
+    /// pages), and its file is cut back to 32 MiB when it does.
+    pub(super) const DEFAULT: Self =
+        Self { interval: Duration::from_millis(250), restart_frames: 4096, file_limit_bytes: 32 << 20 };
 }
 
 /// The writer's handle to the checkpoint thread; the thread ends when the

@@ -127,6 +127,7 @@ impl SqliteLog {
         let reader = Worker::spawn("wecare-sqlite-read", open_connection(&path)?, |_| {})?;
         // Checkpoints are the checkpoint thread's (checkpoint.rs), never a commit's.
         conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+        conn.pragma_update(None, "journal_size_limit", policy.file_limit_bytes)?;
         conn.pragma_update(None, "cache_size", -WRITER_CACHE_KIB)?;
         let checkpoint = Checkpointer::spawn(&path, policy, open_connection)?;
         let writer = Worker::spawn(
@@ -566,7 +567,8 @@ mod tests {
     async fn the_write_ahead_log_starts_over_under_steady_writes() {
         // Copies every few ms, and asks the writer to finish the copy past 64 frames.
         let dir = tempfile::tempdir().unwrap();
-        let policy = Policy { interval: std::time::Duration::from_millis(2), restart_frames: 64 };
+        let policy =
+            Policy { interval: std::time::Duration::from_millis(2), restart_frames: 64, file_limit_bytes: 32 << 20 };
         let log = SqliteLog::open_with(dir.path(), Arc::new(NoSockets), policy).unwrap();
         let t = crate::clock::now_ms();
         for batch in 0..300 {
@@ -583,6 +585,43 @@ mod tests {
         drop(log);
         let log = SqliteLog::open(dir.path(), Arc::new(NoSockets)).unwrap();
         assert_eq!(log.read_after(Seq(5990), 100).await.unwrap().events.len(), 10, "every commit kept");
+    }
+
+    #[tokio::test]
+    async fn the_log_file_is_cut_back_once_a_long_reader_lets_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let policy =
+            Policy { interval: std::time::Duration::from_millis(2), restart_frames: 64, file_limit_bytes: 1 << 20 };
+        let log = SqliteLog::open_with(dir.path(), Arc::new(NoSockets), policy).unwrap();
+        let wal = || std::fs::metadata(dir.path().join(format!("{FILE_NAME}-wal"))).map_or(0, |m| m.len());
+        let t = crate::clock::now_ms();
+        let mut batch = 0;
+        let mut append = async |n: usize| {
+            for _ in 0..n {
+                let events = (0..20)
+                    .map(|i| crate::storage::testing::loc(&format!("d{i}"), &format!("{batch}-{i}"), t, t))
+                    .collect();
+                log.append(events).await.unwrap();
+                batch += 1;
+            }
+        };
+        // A reader holding its snapshot (as a long replay does): the log
+        // cannot start over, whatever is copied.
+        let reader = Connection::open(dir.path().join(FILE_NAME)).unwrap();
+        reader.execute_batch("BEGIN; SELECT COUNT(*) FROM events;").unwrap();
+        append(300).await;
+        let grown = wal();
+        assert!(grown > 4 << 20, "the log grew to {grown} bytes only");
+        reader.execute_batch("COMMIT").unwrap();
+        drop(reader);
+        // Bounded: it starts over within a few commits of being copied.
+        for _ in 0..50 {
+            append(10).await;
+            if wal() <= 2 << 20 {
+                return;
+            }
+        }
+        panic!("the log file stayed at {} bytes (it grew to {grown})", wal());
     }
 
     #[tokio::test]
