@@ -285,7 +285,8 @@ fn append_batch(w: &mut Writer, batch: &[NewEvent]) -> Result<(Vec<Written>, u64
 /// Not "below the oldest kept row": `received_at` is stamped on arrival and
 /// `seq` at the commit, so a row removed can sit above one kept, and a
 /// reader from below it must still be told of the gap. Returns how many
-/// were removed and the (never lower) `pruned_through`.
+/// were removed and the highest of them (0: none); the stored
+/// `pruned_through` only ever goes up.
 fn prune_chunk(conn: &mut Connection, before: Millis) -> Result<(usize, u64), StorageError> {
     let tx = conn.transaction()?;
     let (n, highest): (usize, Option<i64>) = {
