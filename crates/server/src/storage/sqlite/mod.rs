@@ -564,20 +564,27 @@ mod tests {
         .await;
     }
 
-    #[tokio::test]
-    async fn the_write_ahead_log_starts_over_under_steady_writes() {
-        // Copies every few ms, and asks the writer to finish the copy past 64 frames.
-        let dir = tempfile::tempdir().unwrap();
-        let policy =
-            Policy { interval: std::time::Duration::from_millis(2), restart_frames: 64, file_limit_bytes: 32 << 20 };
-        let log = SqliteLog::open_with(dir.path(), Arc::new(NoSockets), policy).unwrap();
+    /// Copies every few ms, and asks the writer to finish the copy past 64 frames.
+    fn eager(file_limit_bytes: i64) -> Policy {
+        Policy { interval: std::time::Duration::from_millis(2), restart_frames: 64, file_limit_bytes }
+    }
+
+    /// Commits `batches`, each of one fix from each of 20 drivers.
+    async fn append_batches(log: &SqliteLog, batches: std::ops::Range<i64>) {
         let t = crate::clock::now_ms();
-        for batch in 0..300 {
+        for batch in batches {
             let events = (0..20)
                 .map(|i| crate::storage::testing::loc(&format!("d{i}"), &format!("{batch}-{i}"), t + batch, t + batch))
                 .collect();
             log.append(events).await.unwrap();
         }
+    }
+
+    #[tokio::test]
+    async fn the_write_ahead_log_starts_over_under_steady_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = SqliteLog::open_with(dir.path(), Arc::new(NoSockets), eager(32 << 20)).unwrap();
+        append_batches(&log, 0..300).await;
         assert_eq!(log.head(), Seq(6000));
         // Never copied or never started over, the log would hold every
         // commit's pages: ~300 commits of several pages each (> 10 MiB).
@@ -591,33 +598,20 @@ mod tests {
     #[tokio::test]
     async fn the_log_file_is_cut_back_once_a_long_reader_lets_go() {
         let dir = tempfile::tempdir().unwrap();
-        let policy =
-            Policy { interval: std::time::Duration::from_millis(2), restart_frames: 64, file_limit_bytes: 1 << 20 };
-        let log = SqliteLog::open_with(dir.path(), Arc::new(NoSockets), policy).unwrap();
+        let log = SqliteLog::open_with(dir.path(), Arc::new(NoSockets), eager(1 << 20)).unwrap();
         let wal = || std::fs::metadata(dir.path().join(format!("{FILE_NAME}-wal"))).map_or(0, |m| m.len());
-        let t = crate::clock::now_ms();
-        let mut batch = 0;
-        let mut append = async |n: usize| {
-            for _ in 0..n {
-                let events = (0..20)
-                    .map(|i| crate::storage::testing::loc(&format!("d{i}"), &format!("{batch}-{i}"), t, t))
-                    .collect();
-                log.append(events).await.unwrap();
-                batch += 1;
-            }
-        };
         // A reader holding its snapshot (as a long replay does): the log
         // cannot start over, whatever is copied.
         let reader = Connection::open(dir.path().join(FILE_NAME)).unwrap();
         reader.execute_batch("BEGIN; SELECT COUNT(*) FROM events;").unwrap();
-        append(300).await;
+        append_batches(&log, 0..300).await;
         let grown = wal();
         assert!(grown > 4 << 20, "the log grew to {grown} bytes only");
         reader.execute_batch("COMMIT").unwrap();
         drop(reader);
         // Bounded: it starts over within a few commits of being copied.
-        for _ in 0..50 {
-            append(10).await;
+        for round in 0..50 {
+            append_batches(&log, 300 + round * 10..310 + round * 10).await;
             if wal() <= 2 << 20 {
                 return;
             }
