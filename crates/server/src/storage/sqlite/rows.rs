@@ -98,11 +98,10 @@ impl Interned {
         Ok(ix)
     }
 
-    /// Inserts `row` (its driver and label interned as needed) with
-    /// `insert` ([`INSERT`], prepared once per commit: a cached statement
-    /// is handed out and taken back per use, at a cost per event);
-    /// `false` when the store already holds an event of this driver with
-    /// this id.
+    /// Inserts `row` (its driver and label interned as needed); `false`
+    /// when the store already holds an event of this driver with this id.
+    /// `insert` is [`INSERT`], prepared by the caller once per transaction:
+    /// rusqlite's cache allocates each time it takes a statement back.
     pub(super) fn insert(
         &mut self,
         conn: &Connection,
