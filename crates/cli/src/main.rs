@@ -150,6 +150,10 @@ struct ServeArgs {
     /// How long a new connection may take to join /locations, ms.
     #[arg(long, env = "HANDSHAKE_TIMEOUT_MS", default_value_t = d::HANDSHAKE_TIMEOUT_MS)]
     handshake_timeout_ms: u64,
+    /// Sessions open at once that have not joined /locations yet; one more
+    /// handshake is answered 503 with Retry-After.
+    #[arg(long, env = "MAX_PENDING_SESSIONS", default_value_t = d::MAX_PENDING_SESSIONS)]
+    max_pending_sessions: usize,
     /// Sockets one user may hold open; opening one more closes the oldest.
     #[arg(long, env = "MAX_CONNECTIONS_PER_USER", default_value_t = d::MAX_CONNECTIONS_PER_USER)]
     max_connections_per_user: usize,
@@ -391,6 +395,7 @@ fn serve_config(args: &ServeArgs) -> anyhow::Result<ServerConfig> {
         notify_secret: non_empty(args.notify_secret.clone()),
         max_connections_per_user: args.max_connections_per_user.max(1),
         handshake_timeout: Duration::from_millis(args.handshake_timeout_ms.max(100)),
+        max_pending_sessions: args.max_pending_sessions.max(1),
         web_dir: Some(args.web_dir.clone()),
         shutdown_grace: Duration::from_millis(args.shutdown_grace_ms),
         forward,

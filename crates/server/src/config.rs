@@ -44,6 +44,9 @@ pub struct ServerConfig {
     /// How long a new connection may take to join `/locations` (send its
     /// CONNECT with a token) before it is closed. Defaults to 10 s.
     pub handshake_timeout: Duration,
+    /// Sessions open at once that have not joined `/locations` yet; one
+    /// more handshake is answered 503. Defaults to 10 000.
+    pub max_pending_sessions: usize,
     /// Sockets one user may hold open; the oldest is closed beyond it.
     /// Defaults to 5.
     pub max_connections_per_user: usize,
@@ -98,6 +101,10 @@ pub mod defaults {
     pub const RETENTION_HOURS: f64 = 24.0;
     /// `HANDSHAKE_TIMEOUT_MS`.
     pub const HANDSHAKE_TIMEOUT_MS: u64 = 10_000;
+    /// `MAX_PENDING_SESSIONS`: sessions not yet joined. A legitimate
+    /// session is pending for about one round trip (plus its token check),
+    /// so even a whole fleet reconnecting at once stays far below it.
+    pub const MAX_PENDING_SESSIONS: usize = 10_000;
     /// `MAX_CONNECTIONS_PER_USER`.
     pub const MAX_CONNECTIONS_PER_USER: usize = 5;
     /// `SHUTDOWN_GRACE_MS`.
@@ -147,6 +154,7 @@ impl Default for ServerConfig {
             notify_secret: None,
             max_connections_per_user: d::MAX_CONNECTIONS_PER_USER,
             handshake_timeout: Duration::from_millis(d::HANDSHAKE_TIMEOUT_MS),
+            max_pending_sessions: d::MAX_PENDING_SESSIONS,
             web_dir: None,
             shutdown_grace: Duration::from_millis(d::SHUTDOWN_GRACE_MS),
             forward: None,
@@ -176,6 +184,7 @@ impl std::fmt::Debug for ServerConfig {
             .field("retention", &self.retention)
             .field("notify", &self.notify_secret.is_some())
             .field("max_connections_per_user", &self.max_connections_per_user)
+            .field("max_pending_sessions", &self.max_pending_sessions)
             .field("shutdown_grace", &self.shutdown_grace)
             .field("forward", &self.forward)
             .field("auth_check", &self.auth_check)

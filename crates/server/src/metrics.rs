@@ -109,6 +109,10 @@ pub(crate) struct NodeFacts {
     pub(crate) ready: bool,
     /// Free and total bytes of the file system of the data folder.
     pub(crate) data_dir_space: Option<(u64, u64)>,
+    /// Engine.IO sessions open that have not joined yet.
+    pub(crate) pending_sessions: usize,
+    /// Handshakes refused because `MAX_PENDING_SESSIONS` were pending.
+    pub(crate) busy_handshakes: u64,
 }
 
 /// Free and total bytes of the file system holding `dir`.
@@ -287,6 +291,18 @@ impl Metrics {
             );
             gauge(&mut out, "wecare_data_dir_size_bytes", "Size of the data folder's file system.", total as f64);
         }
+        gauge(
+            &mut out,
+            "wecare_sessions_pending",
+            "Socket.io sessions open that have not joined /locations yet (at most MAX_PENDING_SESSIONS).",
+            node.pending_sessions as f64,
+        );
+        counter(
+            &mut out,
+            "wecare_handshakes_busy_total",
+            "Socket.io handshakes answered 503 because MAX_PENDING_SESSIONS sessions had not joined yet.",
+            node.busy_handshakes,
+        );
         gauge(
             &mut out,
             "wecare_http_connections",

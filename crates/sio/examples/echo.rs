@@ -8,9 +8,9 @@
 //! * `burst {n}` → `tick` 0..n, each encoded once and shared;
 //! * `bye` → the server disconnects the socket;
 //! * a binary event is answered `{ "binary": true }`;
-//! * `GET /stats` → `{ sessions, sockets, left: [reasons] }`.
+//! * `GET /stats` → `{ sessions, pending, busy, sockets, left: [reasons] }`.
 //!
-//! `cargo run -p wecare-sio --example echo -- PING_INTERVAL_MS PING_TIMEOUT_MS MAX_PAYLOAD CONNECT_TIMEOUT_MS`
+//! `cargo run -p wecare-sio --example echo -- PING_INTERVAL_MS PING_TIMEOUT_MS MAX_PAYLOAD CONNECT_TIMEOUT_MS [MAX_PENDING_SESSIONS]`
 //! prints `listening on http://ADDR` and serves until killed.
 
 use std::sync::{Arc, Mutex};
@@ -102,6 +102,7 @@ async fn main() -> std::io::Result<()> {
         ping_timeout: Duration::from_millis(arg(2, 20_000)),
         max_payload: usize::try_from(arg(3, 1 << 20)).unwrap_or(1 << 20),
         connect_timeout: Duration::from_millis(arg(4, 45_000)),
+        max_pending_sessions: usize::try_from(arg(5, 10_000)).unwrap_or(10_000),
         ..Config::default()
     };
     let echo = Arc::new(Echo::default());
@@ -113,8 +114,14 @@ async fn main() -> std::io::Result<()> {
             let (server, echo) = (Arc::clone(&server), Arc::clone(&echo));
             async move {
                 let left = echo.left.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
-                serde_json::json!({ "sessions": server.session_count(), "sockets": server.sockets().len(), "left": left })
-                    .to_string()
+                serde_json::json!({
+                    "sessions": server.session_count(),
+                    "pending": server.pending_sessions(),
+                    "busy": server.busy_refusals(),
+                    "sockets": server.sockets().len(),
+                    "left": left,
+                })
+                .to_string()
             }
         }
     };

@@ -17,6 +17,12 @@ pub struct Config {
     pub max_payload: usize,
     /// How long a new session may take to join the namespace.
     pub connect_timeout: Duration,
+    /// The most sessions open at once that have not joined yet (from the
+    /// handshake until a join is accepted): one more handshake is answered
+    /// `503` with `Retry-After`. Each ends by its connect timeout, but
+    /// opening one costs no token, so without a bound a peer opening them
+    /// faster than they time out grows the server without limit.
+    pub max_pending_sessions: usize,
     /// The most frames a session's send queue holds.
     pub queue_frames: usize,
     /// A websocket's read buffer, in bytes: fixes are small; a large batch
@@ -37,6 +43,7 @@ impl Default for Config {
             ping_timeout: Duration::from_secs(20),
             max_payload: 1 << 20,
             connect_timeout: Duration::from_secs(45),
+            max_pending_sessions: 10_000,
             queue_frames: 2048,
             ws_read_buffer: 256,
             close_grace: Duration::from_secs(1),

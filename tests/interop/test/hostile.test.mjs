@@ -316,6 +316,24 @@ describe('hostile clients (issue 19)', () => {
       assert.ok(!backend.rows.has('..'));
     });
 
+    test('over MAX_PENDING_SESSIONS sessions that have not joined, a handshake is a 503 with Retry-After; a join frees a place for a stock client', { ...once, timeout: 30_000 }, async () => {
+      const s = await server({ MAX_PENDING_SESSIONS: 2, HANDSHAKE_TIMEOUT_MS: 20_000 });
+      const first = await rawPollingSession(s);
+      await rawPollingSession(s);
+      const over = await rest(s, 'GET', '/socket.io/?EIO=4&transport=polling');
+      assert.equal(over.status, 503, over.text);
+      assert.equal(over.headers['retry-after'], '1');
+      const m = await metricsSnapshot(s);
+      assert.equal(m.get('wecare_sessions_pending'), 2);
+      assert.equal(m.get('wecare_handshakes_busy_total'), 1);
+      await assert.rejects(connectDriver(s, { reconnection: false }), /connect_error/, 'a stock client is refused while full');
+      // The first session joins: its place is free, and a driver gets in and is heard.
+      assert.equal((await first.post(`40/locations,${JSON.stringify({ token: s.driverToken() })}`)).status, 200);
+      await waitUntil(async () => (await metricsSnapshot(s)).get('wecare_sessions_pending') === 1, { what: 'the joined session no longer pending' });
+      const d = await connectDriver(s);
+      assert.equal((await d.emitAck('location:update', fix()))?.status, 'ok');
+    });
+
     test('a newline in a driver id cannot forge a log line', { timeout: 60_000 }, async () => {
       const { backend, s } = await forwardingToFakeBackend();
       const evil = 'x\n2026-01-01T00:00:00.000000Z ERROR forged: the database is gone';

@@ -6,6 +6,7 @@
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import net from 'node:net';
 import path from 'node:path';
 import { io } from 'socket.io-client';
 import { repoRoot, pgAdminUrl } from '../lib/server.mjs';
@@ -21,8 +22,9 @@ const sockets = [];
 const procs = [];
 
 /** Starts the echo example with these timings; resolves with its base URL. */
-async function startEcho({ pingMs = PING_MS, connectTimeoutMs = CONNECT_TIMEOUT_MS } = {}) {
-  const proc = spawn(BIN, [String(pingMs), String(pingMs), String(MAX_PAYLOAD), String(connectTimeoutMs)], { stdio: ['ignore', 'pipe', 'inherit'] });
+async function startEcho({ pingMs = PING_MS, connectTimeoutMs = CONNECT_TIMEOUT_MS, maxPending = 10_000 } = {}) {
+  const args = [pingMs, pingMs, MAX_PAYLOAD, connectTimeoutMs, maxPending].map(String);
+  const proc = spawn(BIN, args, { stdio: ['ignore', 'pipe', 'inherit'] });
   procs.push(proc);
   return withTimeout(new Promise((resolve, reject) => {
     let out = '';
@@ -213,5 +215,56 @@ describe('our Socket.IO layer with the official client', { skip: pgAdminUrl ? 'n
     const ended = await fetch(url2);
     const endedText = await ended.text();
     assert.ok(endedText === '1' || ended.status === 400, `the 17th join ends the session: ${ended.status} ${endedText}`);
+  });
+
+  test('sessions that never join are bounded in number too: one over the bound is a 503 on either transport, and a stock client gets in once a place frees', { timeout: 20_000 }, async () => {
+    const bound = 3;
+    const echo = await startEcho({ maxPending: bound, connectTimeoutMs: 2_000 });
+    const echoStats = async () => (await fetch(`${echo}/stats`)).json();
+    const open = () => fetch(`${echo}/socket.io/?EIO=4&transport=polling`);
+    const sids = [];
+    for (let i = 0; i < bound; i += 1) {
+      const r = await open();
+      assert.equal(r.status, 200);
+      sids.push(JSON.parse((await r.text()).slice(1)).sid);
+    }
+    const over = await open();
+    assert.equal(over.status, 503);
+    assert.equal(over.headers.get('retry-after'), '1');
+    assert.deepEqual(await over.json(), { code: 4, message: 'Server busy' });
+    // A websocket handshake is refused before the upgrade.
+    const u = new URL(echo);
+    const wsStatus = await new Promise((resolve, reject) => {
+      const c = net.connect(Number(u.port), u.hostname, () => {
+        c.write('GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n'
+          + 'Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n');
+      });
+      let text = '';
+      c.on('data', (d) => { text += d; if (text.includes('\r\n')) { c.destroy(); resolve(Number(text.split(' ')[1])); } });
+      c.on('error', reject);
+    });
+    assert.equal(wsStatus, 503);
+    assert.deepEqual(await echoStats(), { sessions: bound, pending: bound, busy: 2, sockets: 0, left: [] });
+
+    // A session whose join is accepted frees its place at once.
+    const url = `${echo}/socket.io/?EIO=4&transport=polling&sid=${sids[0]}`;
+    assert.equal(await (await fetch(url, { method: 'POST', body: '40/locations,{"token":"good"}' })).text(), 'ok');
+    assert.ok((await (await fetch(url)).text()).startsWith('40/locations,'), 'joined');
+    assert.equal((await echoStats()).pending, bound - 1);
+    const again = await open();
+    assert.equal(again.status, 200);
+    await again.text();
+
+    // Full again: a stock client is refused, retries by itself, and gets in
+    // once the sessions that never joined reach their connect timeout.
+    const c = io(`${echo}/locations`, { auth: { token: 'good' }, reconnectionDelay: 200, reconnectionDelayMax: 400 });
+    sockets.push(c);
+    const refused = withTimeout(new Promise((r) => c.once('connect_error', r)), 5_000, 'a refusal while full');
+    await refused;
+    await withTimeout(new Promise((r) => c.once('connect', r)), 10_000, 'the client in after the timeouts');
+    assert.ok(c.connected);
+    const after = await echoStats();
+    assert.equal(after.pending, 0, JSON.stringify(after));
+    assert.ok(after.busy >= 3, `the client's refused tries counted: ${JSON.stringify(after)}`);
   });
 });

@@ -24,6 +24,7 @@ pub(crate) fn build(app: &Arc<AppState>) -> Arc<Io> {
         ping_timeout: c.ping_timeout,
         max_payload: super::http::MAX_BODY,
         connect_timeout: c.handshake_timeout,
+        max_pending_sessions: c.max_pending_sessions,
         // It must hold a live delivery round with room to spare: a round
         // larger than the queue sends a watcher that reads at full speed to
         // the storage catch-up, which renders every event again for it alone.

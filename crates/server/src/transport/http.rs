@@ -347,6 +347,8 @@ async fn metrics(State(app): State<SharedState>) -> Response {
         damaged_rows: app.stream.log.damaged_rows(),
         ready: is_ready(&app),
         data_dir_space: crate::metrics::disk_space(&app.config.data_dir),
+        pending_sessions: app.io.get().map_or(0, |io| io.pending_sessions()),
+        busy_handshakes: app.io.get().map_or(0, |io| io.busy_refusals()),
     };
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], app.metrics.render(&node)).into_response()
 }

@@ -70,7 +70,8 @@ mod tests {
     use crate::engine::session::TransportKind;
 
     fn session() -> std::sync::Arc<Session<()>> {
-        Session::new("", TransportKind::Polling, 8)
+        let ticket = crate::engine::pending::PendingSessions::new(1).admit().expect("a place");
+        Session::new("", TransportKind::Polling, 8, ticket)
     }
 
     #[tokio::test(start_paused = true)]

@@ -2,6 +2,7 @@
 //! registry, and what both transports do with a packet.
 
 mod heartbeat;
+mod pending;
 mod polling;
 mod query;
 mod session;
@@ -22,6 +23,7 @@ pub(crate) use session::Session;
 use crate::config::Config;
 use crate::outbox::Frame;
 use crate::socket::{DisconnectReason, Handshake, Incoming, Namespace, Refusal, Socket};
+use pending::PendingSessions;
 use query::{EngineError, Query};
 
 /// The Engine.IO / Socket.IO server of one namespace.
@@ -30,6 +32,7 @@ pub struct Server<N: Namespace> {
     namespace_name: Arc<str>,
     pub(crate) ns: Arc<N>,
     sessions: Mutex<Registry<N::Data>>,
+    pending: PendingSessions,
     /// Told when the last session goes.
     emptied: tokio::sync::Notify,
 }
@@ -55,7 +58,15 @@ impl<N: Namespace> Server<N> {
     /// A server of `config.namespace`, answering through `ns`.
     pub fn new(config: Config, ns: Arc<N>) -> Arc<Self> {
         let namespace_name = Arc::from(config.namespace.as_str());
-        Arc::new(Self { config, namespace_name, ns, sessions: Mutex::default(), emptied: tokio::sync::Notify::new() })
+        let pending = PendingSessions::new(config.max_pending_sessions);
+        Arc::new(Self {
+            config,
+            namespace_name,
+            ns,
+            sessions: Mutex::default(),
+            pending,
+            emptied: tokio::sync::Notify::new(),
+        })
     }
 
     /// Whether `path` is Engine.IO's.
@@ -100,6 +111,17 @@ impl<N: Namespace> Server<N> {
         self.registry().len()
     }
 
+    /// Open sessions that have not joined yet ([`Config::max_pending_sessions`]).
+    pub fn pending_sessions(&self) -> usize {
+        self.pending.held()
+    }
+
+    /// Handshakes refused because [`Config::max_pending_sessions`] were
+    /// pending.
+    pub fn busy_refusals(&self) -> u64 {
+        self.pending.refused()
+    }
+
     fn registry(&self) -> std::sync::MutexGuard<'_, Registry<N::Data>> {
         self.sessions.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
@@ -132,9 +154,9 @@ impl<N: Namespace> Server<N> {
         let result = match q.check() {
             Err(e) => Err(e),
             Ok(q) => match (q.transport, q.sid.as_deref(), req.method()) {
-                ("polling", None, &Method::GET) => Ok(polling::open(self, q.raw)),
+                ("polling", None, &Method::GET) => self.admit().map(|t| polling::open(self, q.raw, t)),
                 ("polling", None, _) => Err(EngineError::BadHandshakeMethod),
-                ("websocket", None, &Method::GET) => websocket::open(self, req, q.raw),
+                ("websocket", None, &Method::GET) => self.admit().and_then(|t| websocket::open(self, req, q.raw, t)),
                 ("polling", Some(sid), m) => match self.session(sid) {
                     None => Err(EngineError::UnknownSid),
                     Some(s) if m == Method::GET => Ok(polling::poll(self, &s).await),
@@ -150,6 +172,11 @@ impl<N: Namespace> Server<N> {
             },
         };
         result.unwrap_or_else(EngineError::response)
+    }
+
+    /// A place for a new session, or the refusal when too many are pending.
+    fn admit(&self) -> Result<pending::Ticket, EngineError> {
+        self.pending.admit().ok_or(EngineError::Busy)
     }
 
     /// Handles one Engine.IO packet of `session` (either transport). An
@@ -251,6 +278,7 @@ impl<N: Namespace> Server<N> {
             match joining.await {
                 Ok(connected) => {
                     if socket.joined(connected) {
+                        session.settle();
                         server.ns.joined(&socket);
                     } else {
                         server.ns.disconnect(&socket, session.reason());

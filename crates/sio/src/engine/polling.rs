@@ -11,6 +11,7 @@ use hyper::{Response, StatusCode, header};
 use wecare_proto::codec::engine;
 
 use super::heartbeat::Heartbeat;
+use super::pending::Ticket;
 use super::query::EngineError;
 use super::session::{PollRefused, Session, TransportKind};
 use super::{ResponseBody, Server};
@@ -27,9 +28,9 @@ fn text(body: impl Into<Bytes>, content_type: &'static str) -> Response<Response
 }
 
 /// A new polling session: the `open` packet.
-pub(super) fn open<N: Namespace>(server: &Arc<Server<N>>, query: &str) -> Response<ResponseBody> {
+pub(super) fn open<N: Namespace>(server: &Arc<Server<N>>, query: &str, ticket: Ticket) -> Response<ResponseBody> {
     let c = &server.config;
-    let session = Session::new(query, TransportKind::Polling, c.queue_frames);
+    let session = Session::new(query, TransportKind::Polling, c.queue_frames, ticket);
     let open = engine::encode_open(
         &session.sid,
         &["websocket"],

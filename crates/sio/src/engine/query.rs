@@ -17,6 +17,8 @@ pub(crate) enum EngineError {
     UnsupportedProtocolVersion,
     /// A POST larger than the payload bound (the session is ended).
     PayloadTooLarge,
+    /// A handshake while too many sessions have not joined yet.
+    Busy,
 }
 
 impl EngineError {
@@ -27,17 +29,28 @@ impl EngineError {
             Self::BadHandshakeMethod => (2, "Bad handshake method"),
             Self::BadRequest | Self::PayloadTooLarge => (3, "Bad request"),
             Self::UnsupportedProtocolVersion => (5, "Unsupported protocol version"),
+            // The reference server's code for a handshake its application
+            // refused (`allowRequest`).
+            Self::Busy => (4, "Server busy"),
         }
     }
 
     pub(crate) fn response(self) -> Response<ResponseBody> {
-        let status =
-            if self == Self::PayloadTooLarge { StatusCode::PAYLOAD_TOO_LARGE } else { StatusCode::BAD_REQUEST };
+        let status = match self {
+            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            // Passing: a stock client tries again after its backoff.
+            Self::Busy => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::BAD_REQUEST,
+        };
         let (code, message) = self.code_and_message();
         let body = format!(r#"{{"code":{code},"message":"{message}"}}"#);
         let mut res = Response::new(Full::new(Bytes::from(body)));
         *res.status_mut() = status;
-        res.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"));
+        let headers = res.headers_mut();
+        headers.insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"));
+        if self == Self::Busy {
+            headers.insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+        }
         res
     }
 }
@@ -100,5 +113,8 @@ mod tests {
         let res = EngineError::UnknownSid.response();
         assert_eq!(res.status(), StatusCode::BAD_REQUEST);
         assert_eq!(EngineError::PayloadTooLarge.response().status(), StatusCode::PAYLOAD_TOO_LARGE);
+        let busy = EngineError::Busy.response();
+        assert_eq!(busy.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(busy.headers().get(header::RETRY_AFTER).map(|v| v.as_bytes()), Some(&b"1"[..]));
     }
 }

@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use tokio_util::sync::CancellationToken;
 
+use super::pending::Ticket;
 use crate::outbox::Outbox;
 use crate::socket::{DisconnectReason, Socket};
 
@@ -77,10 +78,13 @@ pub(crate) struct Session<D> {
     timer: Mutex<Option<tokio::time::Instant>>,
     /// Wakes the session's task to look at the timer again.
     pub(crate) timer_changed: tokio::sync::Notify,
+    /// Its place among the sessions not yet joined, until its first join
+    /// is accepted.
+    pending: Mutex<Option<Ticket>>,
 }
 
 impl<D> Session<D> {
-    pub(crate) fn new(query: &str, transport: TransportKind, queue_frames: usize) -> Arc<Self> {
+    pub(crate) fn new(query: &str, transport: TransportKind, queue_frames: usize, ticket: Ticket) -> Arc<Self> {
         let transport = match transport {
             TransportKind::Polling => Transport::Polling { getting: false, posting: false },
             TransportKind::Websocket => Transport::Websocket,
@@ -101,6 +105,7 @@ impl<D> Session<D> {
             slot: Mutex::new(Slot { socket: None, finished: false }),
             timer: Mutex::new(None),
             timer_changed: tokio::sync::Notify::new(),
+            pending: Mutex::new(Some(ticket)),
         })
     }
 
@@ -192,6 +197,12 @@ impl<D> Session<D> {
             *t = None;
         }
         due
+    }
+
+    /// A join was accepted: the session no longer holds a place among the
+    /// pending ones.
+    pub(crate) fn settle(&self) {
+        self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
     }
 
     /// Counts a join asked for; the count so far.

@@ -16,6 +16,7 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use wecare_proto::codec::engine;
 
 use super::heartbeat::Heartbeat;
+use super::pending::Ticket;
 use super::polling::millis;
 use super::query::EngineError;
 use super::session::{Session, TransportKind};
@@ -94,9 +95,10 @@ pub(super) fn open<N: Namespace, B: Send + 'static>(
     server: &Arc<Server<N>>,
     req: Request<B>,
     query: &str,
+    ticket: Ticket,
 ) -> Result<Response<ResponseBody>, EngineError> {
     let c = &server.config;
-    let session = Session::new(query, TransportKind::Websocket, c.queue_frames);
+    let session = Session::new(query, TransportKind::Websocket, c.queue_frames, ticket);
     let open =
         engine::encode_open(&session.sid, &[], millis(c.ping_interval), millis(c.ping_timeout), c.max_payload as u64);
     session.outbox.push_control(Frame::from(open));
