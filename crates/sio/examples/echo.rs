@@ -5,12 +5,13 @@
 //!   the CONNECT reply carries `pid` "echo-pid"; `auth.early` is emitted as
 //!   `early` before the reply;
 //! * `echo` → the ack carries the data (without an ack id: emitted back);
-//! * `burst {n}` → `tick` 0..n, each encoded once and shared;
+//! * `burst {n}` → `tick` 0..n, each encoded once and shared; with `pad`,
+//!   each tick is `{ i, pad: "x" × pad }` (`scripts/bench-ws-retained.sh`);
 //! * `bye` → the server disconnects the socket;
 //! * a binary event is answered `{ "binary": true }`;
 //! * `GET /stats` → `{ sessions, pending, busy, sockets, left: [reasons] }`.
 //!
-//! `cargo run -p wecare-sio --example echo -- PING_INTERVAL_MS PING_TIMEOUT_MS MAX_PAYLOAD CONNECT_TIMEOUT_MS [MAX_PENDING_SESSIONS]`
+//! `cargo run -p wecare-sio --example echo -- PING_INTERVAL_MS PING_TIMEOUT_MS MAX_PAYLOAD CONNECT_TIMEOUT_MS [MAX_PENDING_SESSIONS [WS_WRITE_BUFFER]]`
 //! prints `listening on http://ADDR` and serves until killed.
 
 use std::sync::{Arc, Mutex};
@@ -69,10 +70,12 @@ impl Namespace for Echo {
             }
             ("burst", _) => {
                 let n = data.get("n").and_then(Value::as_u64).unwrap_or(0);
+                let pad = "x".repeat(data.get("pad").and_then(Value::as_u64).unwrap_or(0).min(65_536) as usize);
                 let server = self.frames.get().and_then(std::sync::Weak::upgrade);
                 for i in 0..n {
+                    let tick = if pad.is_empty() { i.to_string() } else { format!(r#"{{"i":{i},"pad":"{pad}"}}"#) };
                     let frame = match &server {
-                        Some(s) => s.event_frame("tick", &i.to_string()),
+                        Some(s) => s.event_frame("tick", &tick),
                         None => return,
                     };
                     let _ = socket.emit_frame(frame);
@@ -103,6 +106,7 @@ async fn main() -> std::io::Result<()> {
         max_payload: usize::try_from(arg(3, 1 << 20)).unwrap_or(1 << 20),
         connect_timeout: Duration::from_millis(arg(4, 45_000)),
         max_pending_sessions: usize::try_from(arg(5, 10_000)).unwrap_or(10_000),
+        ws_write_buffer: usize::try_from(arg(6, 16 * 1024)).unwrap_or(16 * 1024),
         ..Config::default()
     };
     let echo = Arc::new(Echo::default());

@@ -28,6 +28,12 @@ pub struct Config {
     /// A websocket's read buffer, in bytes: fixes are small; a large batch
     /// just takes more reads.
     pub ws_read_buffer: usize,
+    /// How much a websocket gathers before it writes, in bytes. The
+    /// library keeps that buffer at the largest size it ever reached for
+    /// the connection's life, so it is kept small: a watcher after a burst
+    /// (a catch-up) would otherwise hold up to twice 128 KiB for good. A
+    /// write per 16 KiB is still about forty frames a call.
+    pub ws_write_buffer: usize,
     /// How long a websocket the server closed may take to finish the close
     /// handshake before its connection is dropped: the stock client closes
     /// at once; one that ignores the close does not keep the connection.
@@ -46,6 +52,7 @@ impl Default for Config {
             max_pending_sessions: 10_000,
             queue_frames: 2048,
             ws_read_buffer: 256,
+            ws_write_buffer: 16 * 1024,
             close_grace: Duration::from_secs(1),
         }
     }

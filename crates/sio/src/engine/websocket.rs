@@ -58,6 +58,7 @@ fn ws_config<N: Namespace>(server: &Server<N>) -> WebSocketConfig {
     let c = &server.config;
     WebSocketConfig::default()
         .read_buffer_size(c.ws_read_buffer)
+        .write_buffer_size(c.ws_write_buffer)
         .max_message_size(Some(c.max_payload))
         .max_frame_size(Some(c.max_payload))
 }
@@ -234,9 +235,16 @@ async fn run<N: Namespace>(server: Arc<Server<N>>, session: Arc<Session<N::Data>
     server.remove(&session);
 }
 
+/// Frames of batch space a websocket keeps between writes: a live watcher's
+/// round fits; the space of a larger burst (a catch-up) is given back.
+const KEEP_BATCH: usize = 64;
+
 async fn write(ws: &mut Ws, batch: &mut Vec<Frame>) -> Result<(), ()> {
     for frame in batch.drain(..) {
         ws.feed(Message::Text(frame)).await.map_err(|_| ())?;
+    }
+    if batch.capacity() > KEEP_BATCH {
+        batch.shrink_to(KEEP_BATCH);
     }
     ws.flush().await.map_err(|_| ())
 }
