@@ -111,6 +111,10 @@ pub enum DisconnectReason {
     TooManyJoins,
 }
 
+/// Room made for a serialised answer's JSON: a fix's ack (`status`, `id`,
+/// `seq`) fits, so the frame is allocated once.
+const ANSWER_ROOM: usize = 192;
+
 /// A client's socket in the namespace. Cloning it is cheap.
 pub struct Socket<D>(Arc<Inner<D>>);
 
@@ -182,10 +186,7 @@ impl<D> Socket<D> {
 
     /// Emits `name` with `data`.
     pub fn emit(&self, name: &str, data: &impl Serialize) -> Write {
-        match serde_json::to_string(data) {
-            Ok(json) => self.emit_raw(name, &json),
-            Err(_) => Write::Gone,
-        }
+        self.push_serialized(packet::event_prefix(&self.0.namespace, name, ANSWER_ROOM), data)
     }
 
     /// Emits `name` with `data_json` (valid JSON).
@@ -206,8 +207,21 @@ impl<D> Socket<D> {
 
     /// Answers the event that carried `ack_id`.
     pub fn ack(&self, ack_id: u64, data: &impl Serialize) -> Write {
-        match serde_json::to_string(data) {
-            Ok(json) => self.0.session.outbox.push(Frame::from(packet::encode_ack(&self.0.namespace, ack_id, &json))),
+        self.push_serialized(packet::ack_prefix(&self.0.namespace, ack_id, ANSWER_ROOM), data)
+    }
+
+    /// Queues `prefix` + `data` as JSON + `]`: serialised into the frame
+    /// itself (an ack per fix is on the hot path). `Gone` if `data` cannot
+    /// be serialised.
+    fn push_serialized(&self, prefix: String, data: &impl Serialize) -> Write {
+        let mut frame = prefix.into_bytes();
+        if serde_json::to_writer(&mut frame, data).is_err() {
+            return Write::Gone;
+        }
+        frame.push(b']');
+        // serde_json writes UTF-8; the check is a pass over a short frame.
+        match String::from_utf8(frame) {
+            Ok(frame) => self.0.session.outbox.push(Frame::from(frame)),
             Err(_) => Write::Gone,
         }
     }

@@ -220,6 +220,26 @@ pub fn encode_ack(namespace: &str, ack_id: u64, data_json: &str) -> String {
     frame
 }
 
+/// `43[/ns,]id[`: an ack's frame up to its data, with room for `data_len`
+/// more bytes. The caller writes the data JSON straight after it and
+/// closes with `]` (one buffer for a serialised answer, not two).
+pub fn ack_prefix(namespace: &str, ack_id: u64, data_len: usize) -> String {
+    let mut frame = header(PacketKind::Ack, namespace, data_len + 22);
+    // Writing to a String cannot fail.
+    let _ = write!(frame, "{ack_id}");
+    frame.push('[');
+    frame
+}
+
+/// `42[/ns,]["name",`: an event's frame up to its data, as [`ack_prefix`].
+pub fn event_prefix(namespace: &str, name: &str, data_len: usize) -> String {
+    let mut frame = header(PacketKind::Event, namespace, name.len() + data_len + 6);
+    frame.push('[');
+    push_json_string(&mut frame, name);
+    frame.push(',');
+    frame
+}
+
 /// `44[/ns,]{"message":...}`: a refused connect.
 pub fn encode_connect_error(namespace: &str, message: &str) -> String {
     let mut frame = header(PacketKind::ConnectError, namespace, message.len() + 14);
@@ -304,6 +324,12 @@ mod tests {
     #[test]
     fn server_answers_encode() {
         assert_eq!(encode_ack("/locations", 7, r#"{"status":"ok"}"#), r#"43/locations,7[{"status":"ok"}]"#);
+        let data = r#"{"status":"ok"}"#;
+        assert_eq!(ack_prefix("/locations", 7, data.len()) + data + "]", encode_ack("/locations", 7, data));
+        assert_eq!(
+            event_prefix("/locations", "e\"x", data.len()) + data + "]",
+            encode_event("/locations", None, "e\"x", data)
+        );
         let frame = encode_ack("/", 0, "null");
         let p = decode(&frame[1..]).unwrap();
         assert_eq!((p.kind, p.ack_id, p.payload), (PacketKind::Ack, Some(0), "[null]"));
