@@ -128,9 +128,9 @@ impl Ingest {
     async fn store_one(&self, ev: NewEvent, adjusted: bool) -> Outcome {
         let (id, received) = (ev.id.clone(), ev.received);
         self.metrics.events_submitted.fetch_add(1, Relaxed);
-        match self.sequencer.submit(vec![ev]).await.map(|mut v| v.pop()) {
-            Ok(Some(appended)) => Ok(accepted(id, appended, received, adjusted)),
-            _ => Err(UNAVAILABLE),
+        match self.sequencer.submit_one(ev).await {
+            Ok(appended) => Ok(accepted(id, appended, received, adjusted)),
+            Err(_) => Err(UNAVAILABLE),
         }
     }
 

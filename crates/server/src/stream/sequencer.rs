@@ -38,9 +38,62 @@ const SUBMIT_WAIT: Duration = Duration::from_secs(3);
 #[error("storage unavailable")]
 pub(crate) struct Unavailable;
 
-struct Request {
-    events: Vec<NewEvent>,
-    reply: oneshot::Sender<Result<Vec<Appended>, Unavailable>>,
+/// Events waiting for a commit, and whom to answer. A single event (a
+/// socket's fix or status, most of the traffic) goes without a list either
+/// way: two allocations fewer per fix.
+enum Request {
+    One { event: NewEvent, reply: oneshot::Sender<Result<Appended, Unavailable>> },
+    Many { events: Vec<NewEvent>, reply: oneshot::Sender<Result<Vec<Appended>, Unavailable>> },
+}
+
+impl Request {
+    fn len(&self) -> usize {
+        match self {
+            Self::One { .. } => 1,
+            Self::Many { events, .. } => events.len(),
+        }
+    }
+
+    /// Moves the events into the commit's list; whom to answer.
+    fn split(self, into: &mut Vec<NewEvent>) -> Reply {
+        match self {
+            Self::One { event, reply } => {
+                into.push(event);
+                Reply::One(reply)
+            }
+            Self::Many { mut events, reply } => {
+                let n = events.len();
+                into.append(&mut events);
+                Reply::Many(reply, n)
+            }
+        }
+    }
+}
+
+/// Whom a commit answers, and with how many outcomes.
+enum Reply {
+    One(oneshot::Sender<Result<Appended, Unavailable>>),
+    Many(oneshot::Sender<Result<Vec<Appended>, Unavailable>>, usize),
+}
+
+impl Reply {
+    fn answer(self, outcomes: &mut impl Iterator<Item = Appended>) {
+        match self {
+            Self::One(reply) => {
+                let _ = reply.send(outcomes.next().ok_or(Unavailable));
+            }
+            Self::Many(reply, n) => {
+                let _ = reply.send(Ok(outcomes.take(n).collect()));
+            }
+        }
+    }
+
+    fn fail(self) {
+        match self {
+            Self::One(reply) => _ = reply.send(Err(Unavailable)),
+            Self::Many(reply, _) => _ = reply.send(Err(Unavailable)),
+        }
+    }
 }
 
 /// What the sequencer is asked to do, in order.
@@ -59,7 +112,7 @@ pub(crate) struct Sequencer {
 
 impl std::fmt::Debug for Request {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Request").field("events", &self.events.len()).finish()
+        f.debug_struct("Request").field("events", &self.len()).finish()
     }
 }
 
@@ -93,9 +146,20 @@ impl Sequencer {
             return Ok(Vec::new());
         }
         let (reply, rx) = oneshot::channel();
-        let send = self.tx.send(Job::Append(Request { events, reply }));
-        tokio::time::timeout(SUBMIT_WAIT, send).await.map_err(|_| Unavailable)?.map_err(|_| Unavailable)?;
+        self.send(Request::Many { events, reply }).await?;
         rx.await.map_err(|_| Unavailable)?
+    }
+
+    /// Appends one event durably ([`Sequencer::submit`] without the lists).
+    pub(crate) async fn submit_one(&self, event: NewEvent) -> Result<Appended, Unavailable> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Request::One { event, reply }).await?;
+        rx.await.map_err(|_| Unavailable)?
+    }
+
+    async fn send(&self, request: Request) -> Result<(), Unavailable> {
+        let send = self.tx.send(Job::Append(request));
+        tokio::time::timeout(SUBMIT_WAIT, send).await.map_err(|_| Unavailable)?.map_err(|_| Unavailable)
     }
 }
 
@@ -130,8 +194,8 @@ async fn run(
                 continue;
             }
         };
+        let mut total = first.len();
         let mut group = vec![first];
-        let mut total = group[0].events.len();
         let deadline = (last_total >= GATHER_FROM).then(|| tokio::time::Instant::now() + GATHER);
         while total < MAX_GROUP {
             let job = match rx.try_recv() {
@@ -143,7 +207,7 @@ async fn run(
             };
             match job {
                 Some(Job::Append(r)) => {
-                    total += r.events.len();
+                    total += r.len();
                     group.push(r);
                 }
                 Some(flush) => {
@@ -161,17 +225,13 @@ async fn run(
 
 async fn commit_group(
     log: &dyn EventLog,
-    mut group: Vec<Request>,
+    group: Vec<Request>,
     total: usize,
     tailer: &mpsc::Sender<Input>,
     metrics: &Metrics,
 ) {
     let mut events = Vec::with_capacity(total);
-    let mut sizes = Vec::with_capacity(group.len());
-    for r in &mut group {
-        sizes.push(r.events.len());
-        events.append(&mut r.events);
-    }
+    let replies: Vec<Reply> = group.into_iter().map(|r| r.split(&mut events)).collect();
     match log.append(events).await {
         Ok(outcomes) => {
             let committed_at = Instant::now();
@@ -184,8 +244,8 @@ async fn commit_group(
                 })
                 .collect();
             let mut outcomes = outcomes.into_iter();
-            for (r, n) in group.into_iter().zip(sizes) {
-                let _ = r.reply.send(Ok(outcomes.by_ref().take(n).collect()));
+            for reply in replies {
+                reply.answer(&mut outcomes);
             }
             if !fresh.is_empty() {
                 metrics.events_in.fetch_add(fresh.len() as u64, std::sync::atomic::Ordering::Relaxed);
@@ -195,8 +255,8 @@ async fn commit_group(
         }
         Err(e) => {
             tracing::error!(error = %e, events = total, "commit failed; answering UNAVAILABLE");
-            for r in group {
-                let _ = r.reply.send(Err(Unavailable));
+            for reply in replies {
+                reply.fail();
             }
         }
     }
