@@ -39,22 +39,26 @@ pub enum ErrorStatus {
     Error,
 }
 
-/// `location:updated`: a stored fix (contract §4).
+/// `location:updated`: a stored fix (contract §4). `S`: its text fields —
+/// owned when read, borrowed when the server renders one (once per stored
+/// fix, the hottest encoding: no copy of the ids, names and times).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(test, derive(TS))]
-#[cfg_attr(test, ts(optional_fields))]
+#[cfg_attr(test, ts(concrete(S = String)))]
 #[serde(rename_all = "camelCase")]
-pub struct LocationUpdated {
+pub struct LocationUpdated<S = String> {
     #[cfg_attr(test, ts(type = "number"))]
     pub seq: Seq,
     /// The client's message id (or `srv-…` for clients that send none).
-    pub id: String,
-    pub driver_id: String,
+    pub id: S,
+    pub driver_id: S,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub driver_email: Option<String>,
+    #[cfg_attr(test, ts(optional, type = "string"))]
+    pub driver_email: Option<S>,
     /// v1.2: the driver's display name, when its token has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub driver_name: Option<String>,
+    #[cfg_attr(test, ts(optional, type = "string"))]
+    pub driver_name: Option<S>,
     pub lat: f64,
     pub lng: f64,
     /// v1.2: `lat`, `lng` and `recordedAt` again under the deployed Map
@@ -62,21 +66,24 @@ pub struct LocationUpdated {
     pub latitude: f64,
     pub longitude: f64,
     #[cfg_attr(test, ts(type = "IsoTime"))]
-    pub recorded_at: IsoTime,
+    pub recorded_at: S,
     #[cfg_attr(test, ts(type = "IsoTime"))]
-    pub last_updated: IsoTime,
+    pub last_updated: S,
     /// When the server received it.
     #[cfg_attr(test, ts(type = "IsoTime"))]
-    pub timestamp: IsoTime,
+    pub timestamp: S,
     /// v1.3: the driver's current status, absent until it reported one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[cfg_attr(test, ts(type = "DriverStatus | string"))]
+    #[cfg_attr(test, ts(optional, type = "DriverStatus | string"))]
     pub status: Option<DriverStatus>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(test, ts(optional))]
     pub accuracy: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(test, ts(optional))]
     pub heading: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(test, ts(optional))]
     pub speed: Option<f64>,
     /// Older than the driver's position when it was stored: not the marker.
     pub outdated: bool,

@@ -97,7 +97,7 @@ pub(crate) fn render_payloads() -> String {
     let decls = [
         OkStatus::decl(&cfg),
         ErrorStatus::decl(&cfg),
-        LocationUpdated::decl(&cfg),
+        LocationUpdated::<String>::decl(&cfg),
         DriverStatusUpdated::decl(&cfg),
         DriverPresence::decl(&cfg),
         SnapshotDriver::decl(&cfg),

@@ -31,27 +31,52 @@ pub(crate) fn handshake_micros() -> i64 {
 /// range is done by arithmetic (no formatter, one allocation); others go
 /// through `time`.
 pub(crate) fn iso(ms: Millis) -> String {
-    if !(0..=MAX_MILLIS).contains(&ms) {
-        return iso_by_time(ms);
-    }
-    let (days, in_day) = (ms / 86_400_000, ms % 86_400_000);
-    let (year, month, day) = civil_from_days(days);
-    let mut out = String::with_capacity(24);
-    let mut digits = |value: i64, width: u32, after: char| {
-        for place in (0..width).rev() {
-            let digit = (value / 10_i64.pow(place)) % 10;
-            out.push(char::from(b'0' + digit as u8));
+    IsoText::new(ms).as_str().to_owned()
+}
+
+/// An ISO time ([`iso`]) held on the stack in the usual range: what a
+/// payload borrows when it is rendered once and thrown away (a stored fix's
+/// watcher payload renders two).
+#[derive(Debug)]
+pub(crate) enum IsoText {
+    Usual([u8; 24]),
+    Other(String),
+}
+
+impl IsoText {
+    pub(crate) fn new(ms: Millis) -> Self {
+        if !(0..=MAX_MILLIS).contains(&ms) {
+            return Self::Other(iso_by_time(ms));
         }
-        out.push(after);
-    };
-    digits(year, 4, '-');
-    digits(month, 2, '-');
-    digits(day, 2, 'T');
-    digits(in_day / 3_600_000, 2, ':');
-    digits(in_day / 60_000 % 60, 2, ':');
-    digits(in_day / 1000 % 60, 2, '.');
-    digits(in_day % 1000, 3, 'Z');
-    out
+        let (days, in_day) = (ms / 86_400_000, ms % 86_400_000);
+        let (year, month, day) = civil_from_days(days);
+        let mut out = [0u8; 24];
+        let mut at = 0;
+        let mut digits = |value: i64, width: u32, after: u8| {
+            for place in (0..width).rev() {
+                out[at] = b'0' + ((value / 10_i64.pow(place)) % 10) as u8;
+                at += 1;
+            }
+            out[at] = after;
+            at += 1;
+        };
+        digits(year, 4, b'-');
+        digits(month, 2, b'-');
+        digits(day, 2, b'T');
+        digits(in_day / 3_600_000, 2, b':');
+        digits(in_day / 60_000 % 60, 2, b':');
+        digits(in_day / 1000 % 60, 2, b'.');
+        digits(in_day % 1000, 3, b'Z');
+        Self::Usual(out)
+    }
+
+    pub(crate) fn as_str(&self) -> &str {
+        match self {
+            // ASCII digits and separators: always UTF-8.
+            Self::Usual(bytes) => std::str::from_utf8(bytes).unwrap_or_default(),
+            Self::Other(s) => s,
+        }
+    }
 }
 
 /// (year, month, day) of a day count from 1970-01-01, for days ≥ 0: the

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use serde_json::value::RawValue;
 use wecare_proto::{DriverId, DriverStatus, MessageId, Seq, event, payload};
 
-use crate::clock::{Millis, iso};
+use crate::clock::{IsoText, Millis, iso};
 use crate::domain::validate::{Fix, StatusChange};
 
 /// The kind of a stream event; the number is what storage keeps.
@@ -144,8 +144,7 @@ pub(crate) struct StreamEvent {
 }
 
 impl StreamEvent {
-    pub(crate) fn from_json(seq: Seq, kind: EventKind, json: String) -> Self {
-        let json = RawValue::from_string(json).unwrap_or_else(|_| empty_object());
+    pub(crate) fn new(seq: Seq, kind: EventKind, json: Box<RawValue>) -> Self {
         Self { seq, kind, json, frame: std::sync::OnceLock::new() }
     }
 
@@ -258,23 +257,24 @@ impl EventRecord {
 pub(crate) fn encode(rec: &EventRecord) -> StreamEvent {
     let seq = rec.seq;
     let driver_id = rec.driver.as_str();
-    let timestamp = iso(rec.received);
     let json = match &rec.what {
         Recorded::Location(l) => {
-            let recorded_at = iso(l.recorded_at);
-            serde_json::to_string(&payload::LocationUpdated {
+            // Borrowed: the ids, names and both times are written straight
+            // into the JSON, with no copy of each first.
+            let (recorded_at, timestamp) = (IsoText::new(l.recorded_at), IsoText::new(rec.received));
+            serde_json::value::to_raw_value(&payload::LocationUpdated::<&str> {
                 seq,
-                id: rec.id.as_str().to_string(),
-                driver_id: driver_id.to_string(),
-                driver_email: rec.email.as_deref().map(str::to_owned),
-                driver_name: rec.name.as_deref().map(str::to_owned),
+                id: rec.id.as_str(),
+                driver_id,
+                driver_email: rec.email.as_deref(),
+                driver_name: rec.name.as_deref(),
                 lat: l.lat,
                 lng: l.lng,
                 latitude: l.lat,
                 longitude: l.lng,
-                recorded_at: recorded_at.clone(),
-                last_updated: recorded_at,
-                timestamp,
+                recorded_at: recorded_at.as_str(),
+                last_updated: recorded_at.as_str(),
+                timestamp: timestamp.as_str(),
                 status: l.status,
                 accuracy: l.accuracy,
                 heading: l.heading,
@@ -283,22 +283,23 @@ pub(crate) fn encode(rec: &EventRecord) -> StreamEvent {
                 adjusted: l.adjusted,
             })
         }
-        Recorded::Status(status) => serde_json::to_string(&payload::DriverStatusUpdated {
+        Recorded::Status(status) => serde_json::value::to_raw_value(&payload::DriverStatusUpdated {
             seq,
             driver_id: driver_id.to_string(),
             driver_email: rec.email.as_deref().map(str::to_owned),
             status: *status,
-            timestamp,
+            timestamp: iso(rec.received),
         }),
-        Recorded::Presence { online } => serde_json::to_string(&payload::DriverPresence {
+        Recorded::Presence { online } => serde_json::value::to_raw_value(&payload::DriverPresence {
             seq,
             driver_id: driver_id.to_string(),
             online: *online,
-            timestamp,
+            timestamp: iso(rec.received),
         }),
     };
-    let json = json.expect("event structs always serialize");
-    StreamEvent::from_json(seq, rec.what.kind(), json)
+    // Serialised here from typed values: JSON already, not parsed again.
+    let json = json.unwrap_or_else(|_| empty_object());
+    StreamEvent::new(seq, rec.what.kind(), json)
 }
 
 #[cfg(test)]
@@ -307,7 +308,8 @@ mod tests {
 
     #[test]
     fn typed_json_prefixes_the_event_name() {
-        let ev = StreamEvent::from_json(Seq(3), EventKind::Presence, r#"{"seq":3}"#.into());
+        let json = RawValue::from_string(r#"{"seq":3}"#.into()).unwrap();
+        let ev = StreamEvent::new(Seq(3), EventKind::Presence, json);
         assert_eq!(ev.typed_json(), r#"{"type":"driver:presence","seq":3}"#);
     }
 
