@@ -277,8 +277,11 @@ impl<N: Namespace> Server<N> {
         tokio::spawn(async move {
             match joining.await {
                 Ok(connected) => {
+                    // Accepted: out of the pending sessions before the
+                    // CONNECT reply is queued, so a client that has its
+                    // reply sees its place freed.
+                    session.settle();
                     if socket.joined(connected) {
-                        session.settle();
                         server.ns.joined(&socket);
                     } else {
                         server.ns.disconnect(&socket, session.reason());
